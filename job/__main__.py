@@ -1,0 +1,5 @@
+"""Allow ``python -m job`` as an alias of the ``analyze-failures`` console script."""
+
+from job.cli import main
+
+raise SystemExit(main())

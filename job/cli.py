@@ -1,0 +1,237 @@
+"""Command line: a thin layer that turns flags into configs and calls the stages.
+
+Exit status (the same for every subcommand, relied on by cron and CI):
+  0  nothing failed (also when there was nothing new to do)
+  1  some archives or journals failed; the rest were processed
+  2  usage or configuration error (bad flags, unreachable endpoint, missing
+     bucket, no credentials); nothing was processed
+  130/143  interrupted by SIGINT/SIGTERM; in-flight work was discarded cleanly
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from job import __version__
+from job.config import (
+    DEFAULT_BUCKET_PATH,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_MEMBERS,
+    DownloadConfig,
+    ParseConfig,
+    S3Settings,
+    Shard,
+)
+from job.errors import UsageError
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=os.environ.get("LOG_FORMAT", "json"),
+        help="json lines on stdout (default) or human-readable console lines",
+    )
+    parser.add_argument("--concurrent", type=_positive_int, default=None, metavar="N")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="say what would be done; touch nothing"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="redo everything, ignoring what is up to date"
+    )
+    parser.add_argument(
+        "--shard-index",
+        type=int,
+        default=None,
+        metavar="I",
+        help="this worker's shard (also JOB_COMPLETION_INDEX / AWS_BATCH_JOB_ARRAY_INDEX)",
+    )
+    parser.add_argument(
+        "--shard-count",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="number of shards (also SHARD_COUNT)",
+    )
+
+
+def _download_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bucket-path", default=DEFAULT_BUCKET_PATH, metavar="s3://BUCKET/PREFIX/")
+    parser.add_argument(
+        "--keep-compressed",
+        action="store_true",
+        help="also keep each .tar.gz beside its extracted folder",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        metavar="URL",
+        help="S3-compatible endpoint (default: the AWS chain, AWS_ENDPOINT_URL included)",
+    )
+    parser.add_argument(
+        "--no-sign-request", action="store_true", help="anonymous access to a public bucket"
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_BYTES,
+        help="largest total extracted size of one archive, in bytes",
+    )
+    parser.add_argument(
+        "--max-members",
+        type=_positive_int,
+        default=DEFAULT_MAX_MEMBERS,
+        help="most members one archive may hold",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar even on a terminal"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="analyze-failures",
+        description="Fetch failed biomlbench run groups from S3, extract them safely and report why the agents failed.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dl = sub.add_parser("download", help="fetch and extract new or changed failed-run archives")
+    _common(dl)
+    _download_flags(dl)
+    dl.add_argument("--output-dir", type=Path, default=Path("failed_runs"))
+
+    ps = sub.add_parser("parse", help="turn every AIDE journal into a text report and an index")
+    _common(ps)
+    ps.add_argument("--failed-runs-dir", type=Path, default=Path("failed_runs"))
+    ps.add_argument("--output-dir", type=Path, default=Path("aide_journals"))
+
+    run = sub.add_parser(
+        "run", help="download then parse, into ROOT/failed_runs and ROOT/aide_journals"
+    )
+    _common(run)
+    _download_flags(run)
+    run.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
+    return parser
+
+
+def _shard(args: argparse.Namespace) -> Shard:
+    index = args.shard_index
+    if index is None:
+        for var in ("JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "SHARD_INDEX"):
+            if os.environ.get(var, "").strip():
+                try:
+                    index = int(os.environ[var])
+                except ValueError:
+                    raise UsageError(f"{var}={os.environ[var]!r} is not a whole number") from None
+                break
+    count = args.shard_count
+    if count is None and os.environ.get("SHARD_COUNT", "").strip():
+        try:
+            count = int(os.environ["SHARD_COUNT"])
+        except ValueError:
+            raise UsageError(
+                f"SHARD_COUNT={os.environ['SHARD_COUNT']!r} is not a whole number"
+            ) from None
+    if count is None:
+        if index not in (None, 0) and args.shard_index is not None:
+            raise UsageError("--shard-index needs --shard-count (or SHARD_COUNT)")
+        return Shard()
+    if count < 1:
+        raise UsageError(f"shard count must be at least 1, got {count}")
+    index = 0 if index is None else index
+    if not 0 <= index < count:
+        raise UsageError(f"shard index {index} is outside 0..{count - 1}")
+    return Shard(index=index, count=count)
+
+
+def _download_config(args: argparse.Namespace, output_dir: Path, shard: Shard) -> DownloadConfig:
+    return DownloadConfig(
+        bucket_path=args.bucket_path,
+        output_dir=output_dir,
+        concurrent=args.concurrent or 8,
+        keep_compressed=args.keep_compressed,
+        dry_run=args.dry_run,
+        force=args.force,
+        max_bytes=args.max_bytes,
+        max_members=args.max_members,
+        s3=S3Settings(endpoint_url=args.endpoint_url, no_sign_request=args.no_sign_request),
+        shard=shard,
+        progress=not args.no_progress and sys.stderr.isatty() and args.log_format == "console",
+    )
+
+
+def _parse_config(args: argparse.Namespace, runs: Path, out: Path, shard: Shard) -> ParseConfig:
+    return ParseConfig(
+        failed_runs_dir=runs,
+        output_dir=out,
+        concurrent=args.concurrent or 2,
+        dry_run=args.dry_run,
+        force=args.force,
+        shard=shard,
+    )
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    shard = _shard(args)
+    if args.command == "download":
+        from job.download import run_download
+
+        return run_download(_download_config(args, args.output_dir, shard)).exit_status
+    if args.command == "parse":
+        from job.parse import run_parse
+
+        cfg = _parse_config(args, args.failed_runs_dir, args.output_dir, shard)
+        return run_parse(cfg).exit_status
+    if args.command == "run":
+        from job.download import run_download
+        from job.parse import run_parse
+
+        root: Path = args.output_dir
+        downloaded = run_download(_download_config(args, root / "failed_runs", shard))
+        parsed = run_parse(_parse_config(args, root / "failed_runs", root / "aide_journals", shard))
+        return max(downloaded.exit_status, parsed.exit_status)
+    raise UsageError(f"unknown command {args.command!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from job.logs import configure_logging, get_logger
+    from job.signals import Interrupted, handle_stop_signals
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format)
+    log = get_logger()
+    try:
+        with handle_stop_signals():
+            return _dispatch(args)
+    except UsageError as exc:
+        log.error("usage_error", error=str(exc))
+        print(f"analyze-failures: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Interrupted as exc:
+        log.warning("interrupted", signal=exc.signal_name, exit_status=exc.exit_status)
+        if threading.active_count() > 1:
+            # A worker may still sit in a socket read; its temporary folder is already
+            # gone and nothing it could finish would be published, so don't wait for it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_status)
+        return exc.exit_status

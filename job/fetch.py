@@ -1,0 +1,208 @@
+"""Fetch one archive: GET, verify, decompress and extract into a temporary folder, publish.
+
+One attempt is all-or-nothing. Its folder is a hidden temporary sibling of the
+target; only after the body was verified (length and MD5) and every member was
+written does a rename make it visible. A failed attempt deletes its temporary
+folder; a retry starts from scratch with a new GET.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import botocore.exceptions as bce
+from isal import igzip
+
+from job.atomic import remove_tree, temp_sibling
+from job.config import DownloadConfig
+from job.errors import Cancelled, ItemError
+from job.extract import CHUNK, Limits, extract_stream
+from job.listing import Archive
+from job.retrying import diagnose, retrying
+from job.throttle import AdaptiveThrottle
+from job.transfer import VerifyingReader, normalise_etag
+
+try:  # isal's own error type, when the isal backend raises it
+    from isal.isal_zlib import error as _isal_error
+except ImportError:  # pragma: no cover
+    _isal_error = zlib.error
+
+
+@dataclass
+class FetchResult:
+    archive: Archive
+    etag: str
+    bytes_received: int
+    bytes_extracted: int
+    members: int
+    attempts: int
+    seconds: float
+
+
+class InFlight:
+    """Temporary paths of attempts in progress, so a stop can remove them."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._paths: set[Path] = set()
+
+    def add(self, path: Path) -> None:
+        with self._lock:
+            self._paths.add(path)
+
+    def discard(self, path: Path) -> None:
+        with self._lock:
+            self._paths.discard(path)
+
+    def remove_all(self) -> None:
+        with self._lock:
+            paths = list(self._paths)
+            self._paths.clear()
+        for path in paths:
+            remove_tree(path)
+
+
+def _corrupt(exc: BaseException) -> ItemError:
+    if isinstance(exc, EOFError):
+        return ItemError("archive is truncated: the gzip stream ends early")
+    if isinstance(exc, OSError) and "gzip" in str(exc).lower():
+        return ItemError(f"not a gzip file: {exc}")
+    return ItemError(f"corrupt gzip data: {exc}")
+
+
+def open_decompressed(raw: BinaryIO) -> BinaryIO:
+    """gzip decompression with ISA-L (several times zlib's speed; see README, Performance)."""
+    return igzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+class Fetcher:
+    """Shared state for fetching many archives with one client."""
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        cfg: DownloadConfig,
+        throttle: AdaptiveThrottle,
+        log: Any,
+        in_flight: InFlight,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.cfg = cfg
+        self.throttle = throttle
+        self.log = log
+        self.in_flight = in_flight
+        self.limits = Limits(max_bytes=cfg.max_bytes, max_members=cfg.max_members)
+
+    def fetch(self, archive: Archive) -> FetchResult:
+        """Download and publish ``archive``; raises ItemError/ClientError/... when it fails."""
+        started = time.monotonic()
+        attempts = 0
+
+        def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
+            self.log.warning(
+                "download.retry",
+                key=archive.key,
+                attempt=attempt,
+                cause=diagnose(exc).cause,
+                wait=round(wait, 3),
+            )
+
+        try:
+            for attempt in retrying(self.cfg.retry, on_retry=on_retry):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    result = self._attempt(archive)
+        except Exception as exc:
+            # Carried to the archive's log event; tenacity re-raises the last error as-is.
+            exc.attempts = attempts  # type: ignore[attr-defined]
+            exc.seconds = round(time.monotonic() - started, 3)  # type: ignore[attr-defined]
+            raise
+        result.attempts = attempts
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+    def _attempt(self, archive: Archive) -> FetchResult:
+        target = self.cfg.output_dir / archive.folder
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(target)
+        tmp_tar = temp_sibling(target.with_name(target.name + ".tar.gz"))
+        if not self.throttle.acquire(cancelled=_stop):
+            raise Cancelled()
+        throttled = False
+        self.in_flight.add(tmp)
+        if self.cfg.keep_compressed:
+            self.in_flight.add(tmp_tar)
+        try:
+            tmp.mkdir()
+            with ExitStack() as stack:
+                tee = stack.enter_context(open(tmp_tar, "wb")) if self.cfg.keep_compressed else None
+                try:
+                    response = self.client.get_object(Bucket=self.bucket, Key=archive.key)
+                except bce.ClientError as exc:
+                    throttled = diagnose(exc).throttled
+                    raise
+                body = response["Body"]
+                stack.callback(body.close)
+                etag = normalise_etag(response.get("ETag"))
+                reader = VerifyingReader(
+                    body, content_length=response.get("ContentLength"), etag=etag, tee=tee
+                )
+                try:
+                    stream = open_decompressed(reader)
+                    stats = extract_stream(stream, tmp, self.limits)
+                    while stream.read(CHUNK):  # reach the gzip trailer so its CRC is checked
+                        pass
+                    reader.finish()
+                except Cancelled:
+                    raise
+                except Exception as exc:
+                    if reader.transport_error is not None:
+                        raise reader.transport_error from None
+                    if isinstance(exc, ItemError):
+                        raise
+                    if isinstance(exc, EOFError | zlib.error | _isal_error) or (
+                        isinstance(exc, OSError) and "gzip" in str(exc).lower()
+                    ):
+                        raise _corrupt(exc) from None
+                    raise
+            self._publish(tmp, target, tmp_tar if self.cfg.keep_compressed else None)
+            return FetchResult(archive, etag, reader.received, stats.bytes, stats.members, 0, 0.0)
+        finally:
+            self.throttle.release(throttled=throttled)
+            remove_tree(tmp)
+            tmp_tar.unlink(missing_ok=True)
+            self.in_flight.discard(tmp)
+            self.in_flight.discard(tmp_tar)
+
+    @staticmethod
+    def _publish(tmp: Path, target: Path, tmp_tar: Path | None) -> None:
+        """Swap the finished folder into place; the old one (if any) goes away after."""
+        old = None
+        if target.is_symlink() or target.exists():
+            old = temp_sibling(target)
+            os.rename(target, old)
+        os.rename(tmp, target)
+        kept = target.with_name(target.name + ".tar.gz")
+        if tmp_tar is not None:
+            os.replace(tmp_tar, kept)
+        else:
+            # A .tar.gz kept by an earlier run would no longer match the folder.
+            kept.unlink(missing_ok=True)
+        if old is not None:
+            remove_tree(old)
+
+
+def _stop() -> bool:
+    from job.signals import stop_requested
+
+    return stop_requested()

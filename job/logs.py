@@ -1,0 +1,110 @@
+"""Structured logging, configured once at the entry point.
+
+Every event is a dictionary that runs through a structlog processor chain and is
+rendered as one JSON line on stdout (the default, for cron and CI) or as coloured
+console lines for people. Library code only ever calls ``get_logger().info(name,
+**fields)``; it never decides how or where things are printed.
+
+Secrets: the last processor before rendering replaces any known secret (AWS secret
+key, session token) wherever it appears in any value, so neither our events nor a
+botocore error message echoed into one can leak it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal, TextIO
+
+import orjson
+import structlog
+
+LogFormat = Literal["json", "console"]
+
+_SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+_REDACTED = "[REDACTED]"
+
+
+class SecretRedactor:
+    """Processor that blanks out registered secret strings in every event value."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+
+    def register(self, *values: str | None) -> None:
+        # Very short strings would redact innocent text; real keys are >= 16 chars.
+        self._secrets.update(v for v in values if v and len(v) >= 8)
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, _REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        if isinstance(value, BaseException):
+            return self._scrub(f"{type(value).__name__}: {value}")
+        return value
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+        if not self._secrets:
+            return event
+        return {k: self._scrub(v) for k, v in event.items()}
+
+
+redactor = SecretRedactor()
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    redactor.register(*values)
+
+
+def _orjson_dumps(obj: Any, default: Any = None) -> str:
+    return orjson.dumps(obj, default=default or str).decode()
+
+
+def configure_logging(
+    fmt: LogFormat = "json", *, level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
+    """Set up structlog for the whole process. Call once, from the CLI."""
+    register_secrets(os.environ.get(name) for name in _SECRET_ENV_VARS)
+    out = stream or sys.stdout
+    renderer: Any
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    else:
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # botocore/urllib3 log through stdlib logging; keep them quiet unless asked, and
+    # route what they do say through the same redaction.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_StdlibRedactionFilter())
+
+
+class _StdlibRedactionFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redactor._scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+def get_logger(**initial: Any) -> Any:
+    return structlog.get_logger(**initial)

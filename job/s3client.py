@@ -1,0 +1,59 @@
+"""Build the one boto3 S3 client a run shares across its worker threads.
+
+botocore's retries are disabled (``total_max_attempts=1``) because
+:mod:`job.retrying` owns retrying; two layers would multiply attempts and hide
+the causes from the logs. The connection pool is sized to the concurrency so
+workers reuse connections instead of queueing for them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+import botocore
+import botocore.config
+import botocore.exceptions as bce
+
+from job.config import S3Settings
+from job.errors import UsageError
+from job.logs import register_secrets
+
+
+def _custom_endpoint(settings: S3Settings) -> bool:
+    return bool(
+        settings.endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+
+
+def make_client(settings: S3Settings, *, pool_size: int) -> Any:
+    session = boto3.session.Session()
+    config = botocore.config.Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max(10, pool_size + 2),
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        tcp_keepalive=True,
+        signature_version=botocore.UNSIGNED if settings.no_sign_request else None,
+        # S3-compatible servers (MinIO, rclone, Ceph) expect path-style URLs.
+        s3={"addressing_style": "path"} if _custom_endpoint(settings) else None,
+        user_agent_extra="biomlbench-failure-analysis",
+    )
+    try:
+        client = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+    except ValueError as exc:  # e.g. a malformed --endpoint-url
+        raise UsageError(f"invalid S3 configuration: {exc}") from None
+    except bce.BotoCoreError as exc:
+        raise UsageError(f"invalid S3 configuration: {exc}") from None
+    if not settings.no_sign_request:
+        try:
+            creds = session.get_credentials()
+        except bce.BotoCoreError as exc:
+            raise UsageError(f"cannot load AWS credentials: {exc}") from None
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            register_secrets([frozen.secret_key, frozen.token])
+    return client

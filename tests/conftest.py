@@ -1,0 +1,46 @@
+"""Shared fixtures: a real S3 server on loopback and fresh buckets per test."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from job.locals3 import LocalS3
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+_bucket_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    root = tmp_path_factory.mktemp("s3root")
+    with LocalS3(root, log_file=root.parent / "rclone.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point the standard AWS chain at the loopback server (and nothing else)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return s3_server.env
+
+
+@pytest.fixture
+def bucket(s3_server: LocalS3, s3_env: dict[str, str]) -> str:
+    """A new empty bucket for this test."""
+    name = f"bucket-{next(_bucket_ids)}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def s3(s3_server: LocalS3):  # type: ignore[no-untyped-def]
+    return s3_server.client()
