@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from job import __version__
 from job.config import (
@@ -24,6 +25,7 @@ from job.config import (
     DEFAULT_MAX_MEMBERS,
     DownloadConfig,
     ParseConfig,
+    RetrySettings,
     S3Settings,
     Shard,
 )
@@ -103,10 +105,24 @@ def _download_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
+    parser.add_argument(
+        "--retries",
+        type=_positive_int,
+        default=int(os.environ.get("ANALYZE_FAILURES_RETRIES", "6")),
+        metavar="N",
+        help="attempts per request before an archive fails (default 6)",
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (cron mails and CI logs read better), then exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="analyze-failures",
         description="Fetch failed biomlbench run groups from S3, extract them safely and report why the agents failed.",
     )
@@ -173,6 +189,7 @@ def _download_config(args: argparse.Namespace, output_dir: Path, shard: Shard) -
         max_bytes=args.max_bytes,
         max_members=args.max_members,
         s3=S3Settings(endpoint_url=args.endpoint_url, no_sign_request=args.no_sign_request),
+        retry=RetrySettings(attempts=args.retries),
         shard=shard,
         progress=not args.no_progress and sys.stderr.isatty() and args.log_format == "console",
     )

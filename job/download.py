@@ -48,7 +48,11 @@ class Planned:
 
 
 def plan(
-    archives: list[Archive], records: dict[str, Record], output_dir: Path, force: bool
+    archives: list[Archive],
+    records: dict[str, Record],
+    output_dir: Path,
+    force: bool,
+    keep_compressed: bool = False,
 ) -> list[Planned]:
     """Decide per archive whether it needs fetching, from the manifest and the disk."""
     planned = []

@@ -58,8 +58,8 @@ def folder_for(key: str, prefix: str) -> str | None:
         return None
     if posixpath.normpath(rel) != rel:
         return None
-    if len(parts) == 1 and parts[0].startswith(RESERVED_TOP_LEVEL):
-        return None
+    if len(parts) == 1 and parts[0].startswith(RESERVED_TOP_LEVEL) and parts[0].endswith(".json"):
+        return None  # would collide with the manifest files
     return rel
 
 

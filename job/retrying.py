@@ -23,7 +23,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_any,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from job.config import RetrySettings
@@ -122,7 +122,9 @@ def retrying(
 
     return Retrying(
         stop=stop_any(stop_after_attempt(settings.attempts), _stopped),
-        wait=wait_exponential_jitter(initial=settings.initial_wait, max=settings.max_wait),
+        # Full jitter: each wait is uniform in [0, min(max, initial * 2**n)], so many
+        # workers throttled at once do not come back in lock-step.
+        wait=wait_random_exponential(multiplier=settings.initial_wait, max=settings.max_wait),
         retry=retry_if_exception(is_retryable),
         before_sleep=before_sleep,
         sleep=_sleep,

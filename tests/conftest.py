@@ -44,3 +44,36 @@ def bucket(s3_server: LocalS3, s3_env: dict[str, str]) -> str:
 @pytest.fixture
 def s3(s3_server: LocalS3):  # type: ignore[no-untyped-def]
     return s3_server.client()
+
+
+def tar_gz(members: dict[str, bytes], *, mtime: int = 1_700_000_000) -> bytes:
+    """A gzip tarball of regular files (folders implied), like tarfile mode w:gz writes."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = mtime
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def run_group_members(run_group: str, *, runs: int = 2, agent_marker: str = "") -> dict[str, bytes]:
+    """Files of a small run group in biomlbench's layout (metadata, run.log, journal)."""
+    import json
+    import uuid
+
+    members = {
+        f"{run_group}/metadata.json": json.dumps({"run_group": run_group, "runs": {}}).encode(),
+    }
+    for i in range(runs):
+        run = f"{run_group}/polarishub/task-{i}_{uuid.UUID(int=i + 1)}"
+        members[f"{run}/run.log"] = f"run {i} of {run_group}{agent_marker}\n".encode()
+        journal = {"nodes": [], "node2parent": {}, "__version": "2"}
+        members[f"{run}/logs/exp-{i}/journal.json"] = json.dumps(journal).encode()
+        members[f"{run}/submission/submission.csv"] = b"id,pred\n1,0.5\n"
+    return members
