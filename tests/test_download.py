@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from conftest import SAMPLES, run_group_members, tar_gz
 from job.config import DownloadConfig, RetrySettings
 from job.download import run_download
 from job.manifest import load
+from tests.conftest import SAMPLES, run_group_members, tar_gz
 
 FAST_RETRY = RetrySettings(attempts=3, initial_wait=0.01, max_wait=0.05)
 
