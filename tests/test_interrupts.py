@@ -1,0 +1,134 @@
+"""Killed or stopped runs: a re-run always ends with exactly one clean run's output."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from job.atomic import iter_temporaries
+from tests.conftest import tar_gz
+from tests.test_download import tree
+
+N_ARCHIVES = 16
+
+
+@pytest.fixture
+def busy_bucket(s3, bucket):
+    """Archives big enough (incompressible MBs) that a run has archives in flight."""
+    rng = random.Random(7)
+    for i in range(N_ARCHIVES):
+        members = {f"G{i}/run/file{j}.bin": rng.randbytes(400_000) for j in range(4)}
+        members[f"G{i}/metadata.json"] = json.dumps({"i": i}).encode()
+        s3.put_object(Bucket=bucket, Key=f"failed_runs/G{i}.tar.gz", Body=tar_gz(members))
+    return bucket
+
+
+def start(bucket: str, out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "job",
+            "download",
+            "--bucket-path",
+            f"s3://{bucket}/failed_runs/",
+            "--output-dir",
+            str(out),
+            "--concurrent",
+            "4",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_event(proc: subprocess.Popen[str], name: str, count: int = 1) -> None:
+    """Read the job's own log until ``count`` events named ``name`` went by."""
+    assert proc.stdout is not None
+    seen = 0
+    for line in proc.stdout:
+        if line.startswith("{") and json.loads(line).get("event") == name:
+            seen += 1
+            if seen >= count:
+                return
+    raise AssertionError(f"job ended before {count} {name} events")
+
+
+def clean_run(bucket: str, out: Path) -> None:
+    proc = start(bucket, out)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+
+
+def manifest_outcomes(out: Path) -> dict[str, tuple[str, str]]:
+    doc = json.loads((out / "manifest.json").read_text())
+    return {k: (v["etag"], v["outcome"]) for k, v in doc["archives"].items()}
+
+
+@pytest.mark.parametrize(
+    ("event", "count"),
+    [
+        ("download.listed", 1),
+        ("download.archive", 1),
+        ("download.archive", 7),
+        ("download.archive", 15),
+    ],
+)
+def test_sigkill_at_any_point_then_rerun_equals_a_clean_run(busy_bucket, tmp_path, event, count):
+    reference = tmp_path / "reference"
+    clean_run(busy_bucket, reference)
+
+    out = tmp_path / "out"
+    proc = start(busy_bucket, out)
+    wait_for_event(proc, event, count)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    clean_run(busy_bucket, out)
+    assert tree(out) == tree(reference)
+    assert manifest_outcomes(out) == manifest_outcomes(reference)
+    assert list(iter_temporaries(out)) == []
+
+
+def test_sigterm_stops_promptly_with_143_and_leaves_no_partial_folder(busy_bucket, tmp_path):
+    out = tmp_path / "out"
+    proc = start(busy_bucket, out, "--concurrent", "2")
+    wait_for_event(proc, "download.archive", 1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)  # "promptly": well inside the grace period
+    assert proc.returncode == 143, err
+    assert list(iter_temporaries(out)) == []
+    # every folder present is complete: it matches the manifest's succeeded records
+    done = {
+        k.removeprefix("failed_runs/").removesuffix(".tar.gz")
+        for k, (_, outcome) in manifest_outcomes(out).items()
+        if outcome == "succeeded"
+    }
+    folders = {p.name for p in out.iterdir() if p.is_dir()}
+    assert folders == done
+    assert len(done) < N_ARCHIVES
+
+    reference = tmp_path / "reference"
+    clean_run(busy_bucket, reference)
+    clean_run(busy_bucket, out)
+    assert tree(out) == tree(reference)
+
+
+def test_stale_temporaries_from_a_killed_run_are_removed(busy_bucket, tmp_path):
+    out = tmp_path / "out"
+    clean_run(busy_bucket, out)
+    leftover = out / f".G3.partial-{os.getpid()}-deadbeef"
+    (leftover / "half").mkdir(parents=True)
+    (out / ".G4.tar.gz.partial-1-abcd").write_bytes(b"half")
+    clean_run(busy_bucket, out)
+    assert list(iter_temporaries(out)) == []
