@@ -11,6 +11,7 @@ Exit status (the same for every subcommand, relied on by cron and CI):
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import threading
@@ -50,6 +51,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         choices=("json", "console"),
         default=os.environ.get("LOG_FORMAT", "json"),
         help="json lines on stdout (default) or human-readable console lines",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=os.environ.get("LOG_LEVEL", "info"),
+        help="debug also shows botocore's own request logs on stderr (secrets redacted)",
     )
     parser.add_argument("--concurrent", type=_positive_int, default=None, metavar="N")
     parser.add_argument(
@@ -234,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_format)
+    configure_logging(args.log_format, level=getattr(logging, args.log_level.upper()))
     log = get_logger()
     try:
         with handle_stop_signals():

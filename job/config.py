@@ -61,6 +61,8 @@ class DownloadConfig:
     retry: RetrySettings = RetrySettings()
     shard: Shard = Shard()
     progress: bool = False
+    #: Slow the whole run down on throttling (see job.throttle); off only for comparisons.
+    adaptive: bool = True
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def run_download(cfg: DownloadConfig) -> StageSummary:
     if not cfg.dry_run:
         _check_output_dir(cfg.output_dir)
     client = make_client(cfg.s3, pool_size=cfg.concurrent)
-    throttle = AdaptiveThrottle(cfg.concurrent)
+    throttle = AdaptiveThrottle(cfg.concurrent, adaptive=cfg.adaptive)
 
     def on_list_retry(attempt: int, exc: BaseException, wait_s: float) -> None:
         log.warning(

@@ -94,7 +94,14 @@ def configure_logging(
     )
     # botocore/urllib3 log through stdlib logging; keep them quiet unless asked, and
     # route what they do say through the same redaction.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    # At debug level botocore logs whole requests (headers included): the redaction
+    # filter below is what keeps a session token out of them.
+    logging.basicConfig(
+        level=logging.DEBUG if level <= logging.DEBUG else logging.WARNING,
+        stream=sys.stderr,
+        format="%(name)s: %(message)s",
+        force=True,
+    )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_StdlibRedactionFilter())
 

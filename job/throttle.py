@@ -29,7 +29,9 @@ class AdaptiveThrottle:
         sleep: Callable[[float], object] | None = None,
         min_rate: float = 0.5,
         backoff: float = 0.7,
+        adaptive: bool = True,
     ) -> None:
+        self.adaptive = adaptive
         self.max_concurrency = max(1, max_concurrency)
         self.limit = self.max_concurrency
         self._in_flight = 0
@@ -76,7 +78,9 @@ class AdaptiveThrottle:
     def release(self, *, throttled: bool = False) -> None:
         with self._cond:
             self._in_flight -= 1
-            if throttled:
+            if not self.adaptive:
+                self.throttle_events += int(throttled)
+            elif throttled:
                 self.throttle_events += 1
                 self._successes = 0
                 self.limit = max(1, self.limit // 2)
@@ -89,7 +93,9 @@ class AdaptiveThrottle:
                     self.limit += 1
                     self._successes = 0
                 if self.rate is not None:
-                    self.rate += max(0.1, self.rate * 0.02)
+                    # Slow additive growth (about 5% a second near 20 req/s) so the
+                    # rate settles just under what the server accepts.
+                    self.rate += 0.05
                     if (
                         self.rate > 4 * max(self._measured_rate(), 1.0)
                         and self.limit >= self.max_concurrency

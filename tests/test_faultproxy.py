@@ -36,11 +36,11 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
-from support import tarfactory
-from support.faultproxy import FAULT_KINDS, RATE_LIMITED, FaultPolicy, FaultProxy, RateLimit
 from urllib3.exceptions import ProtocolError
 
 from job.locals3 import ACCESS_KEY, SECRET_KEY, LocalS3, free_port
+from tests.support import tarfactory
+from tests.support.faultproxy import FAULT_KINDS, RATE_LIMITED, FaultPolicy, FaultProxy, RateLimit
 
 MIB = 1024 * 1024
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"

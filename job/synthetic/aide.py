@@ -63,7 +63,11 @@ class AideSettings:
 def draw_settings(rng: random.Random, task: Task) -> AideSettings:
     hopeless = rng.random() < 0.2
     base = rng.uniform(0.45, 0.85) if task.maximize else rng.uniform(0.35, 1.4)
-    stubborn = rng.choice(("missing_module", "cuda_oom", "timeout", "file_not_found")) if hopeless else None
+    stubborn = (
+        rng.choice(("missing_module", "cuda_oom", "timeout", "file_not_found"))
+        if hopeless
+        else None
+    )
     return AideSettings(hopeless=hopeless, stubborn_kind=stubborn, base_value=base)
 
 
@@ -89,7 +93,9 @@ def _better(task: Task, a: float, b: float) -> bool:
 def best_index(nodes: list[Node], task: Task) -> int | None:
     best: int | None = None
     for i, n in enumerate(nodes):
-        if n.value is not None and (best is None or _better(task, n.value, nodes[best].value or 0.0)):
+        if n.value is not None and (
+            best is None or _better(task, n.value, nodes[best].value or 0.0)
+        ):
             best = i
     return best
 
@@ -130,10 +136,14 @@ def _make_node(
         p_bug = s.p_bug_draft
     elif stage == "debug":
         recipe = parent_node.recipe
+        if rng.random() < 0.5:  # the LLM re-emits the whole script in its own words
+            recipe = recipe.rewritten(rng)
         p_bug = s.p_bug_debug
     else:
         what = rng.choice(IMPROVEMENTS)
         recipe = parent_node.recipe.improved(what, rng)
+        if rng.random() < 0.35:
+            recipe = recipe.rewritten(rng)
         p_bug = s.p_bug_improve
     buggy = s.hopeless or rng.random() < p_bug
     script = render(recipe)
@@ -145,7 +155,13 @@ def _make_node(
             no_submission = True
         else:
             prefer = s.stubborn_kind
-            if prefer is None and stage == "debug" and parent_node and parent_node.crash and rng.random() < 0.3:
+            if (
+                prefer is None
+                and stage == "debug"
+                and parent_node
+                and parent_node.crash
+                and rng.random() < 0.3
+            ):
                 prefer = parent_node.crash.kind  # the fix did not work
             kind = failures.choose_kind(rng, recipe, prefer)
             crash = failures.apply(kind, rng, script, recipe, data)
@@ -368,17 +384,23 @@ def _policy_line(node: Node, nodes: list[Node]) -> str:
 
 def aide_log(nodes: list[Node], exp_name: str, start: float) -> str:
     """``aide.log``: the INFO lines of AIDE's logger for every step."""
-    out = [f"[{_stamp(start)}] INFO: Starting run \"{exp_name}\""]
+    out = [f'[{_stamp(start)}] INFO: Starting run "{exp_name}"']
     for node in nodes:
         j = node.json
         t0 = j["ctime"]
         parent_type = "NoneType" if node.parent is None else "aide.journal.Node"
         out.append(f"[{_stamp(t0 - 30)}] INFO: {_policy_line(node, nodes)}")
-        out.append(f"[{_stamp(t0 - 29)}] INFO: Agent is generating code, parent node type: <class '{parent_type}'>")
+        out.append(
+            f"[{_stamp(t0 - 29)}] INFO: Agent is generating code, parent node type: <class '{parent_type}'>"
+        )
         out.append(f"[{_stamp(t0)}] INFO: REPL is executing code (reset_session=True)")
-        out.append(f"[{_stamp(t0 + j['exec_time'])}] INFO: Agent is parsing execution results for node {j['id']}")
+        out.append(
+            f"[{_stamp(t0 + j['exec_time'])}] INFO: Agent is parsing execution results for node {j['id']}"
+        )
         if node.is_buggy:
-            verdict = f"Parsed results: Node {j['id']} is buggy and/or did not produce a submission.csv"
+            verdict = (
+                f"Parsed results: Node {j['id']} is buggy and/or did not produce a submission.csv"
+            )
         else:
             verdict = f"Parsed results: Node {j['id']} is not buggy"
         out.append(f"[{_stamp(t0 + j['exec_time'] + 4)}] INFO: {verdict}")
@@ -387,17 +409,24 @@ def aide_log(nodes: list[Node], exp_name: str, start: float) -> str:
 
 
 def verbose_log_chunks(
-    nodes: list[Node], task: Task, data: RunData, exp_name: str, start: float, rng: random.Random
+    nodes: list[Node],
+    task: Task,
+    data: RunData,
+    exp_name: str,
+    start: float,
+    rng: random.Random,
+    *,
+    endless: bool = False,
 ) -> Iterator[str]:
-    """``aide.verbose.log``: every prompt and response, step after step, without end.
+    """``aide.verbose.log``: every prompt and response, step after step.
 
-    The caller stops reading at the size it wants; past the last step the log
-    goes on as if the run had been resumed, so any size can be produced.
+    With ``endless`` the caller stops reading at the size it wants: past the last
+    step the log goes on as if the run had been resumed, so any size can be produced.
     """
     description = prose.task_description(rng, task, data.n_train, data.n_test)
     overview = prose.data_overview(rng, task, data.n_train, data.n_test)
     guidelines = prose.GUIDELINES.format(limit=natural_delta(data.timeout))
-    yield f"[{_stamp(start)}] INFO: Starting run \"{exp_name}\"\n"
+    yield f'[{_stamp(start)}] INFO: Starting run "{exp_name}"\n'
     offset = 0.0
     rounds = 0
     while nodes:
@@ -411,8 +440,10 @@ def verbose_log_chunks(
                 )
                 del memory[:-8]
         rounds += 1
+        if not endless:
+            return
         offset = rounds * (nodes[-1].json["ctime"] - start + 600)
-        yield f"[{_stamp(start + offset)}] INFO: Resuming run \"{exp_name}\" from checkpoint (round {rounds})\n"
+        yield f'[{_stamp(start + offset)}] INFO: Resuming run "{exp_name}" from checkpoint (round {rounds})\n'
 
 
 def _verbose_step(
@@ -429,14 +460,20 @@ def _verbose_step(
     parent = nodes[node.parent] if node.parent is not None else None
     yield f"[{_stamp(t0 - 30)}] INFO: {_policy_line(node, nodes)}\n"
     yield f"[{_stamp(t0 - 29)}] DEBUG: ---Querying model---\n"
-    intro = {"draft": prose.INTRO, "debug": prose.DEBUG_INTRO, "improve": prose.IMPROVE_INTRO}[node.stage]
+    intro = {"draft": prose.INTRO, "debug": prose.DEBUG_INTRO, "improve": prose.IMPROVE_INTRO}[
+        node.stage
+    ]
     prompt = [f"[{_stamp(t0 - 29)}] DEBUG: system: # Introduction\n\n{intro}\n\n{description}\n"]
     if memory:
         prompt.append("# Memory\n\n" + "-------------------------------\n".join(memory) + "\n")
     if parent is not None:
         prompt.append(f"# Previous solution\n\n## Code\n\n```python\n{parent.json['code']}```\n\n")
         if node.stage == "debug":
-            prompt.append("## Execution output\n\n```\n" + "".join(parent.json["_term_out"])[-4000:] + "\n```\n\n")
+            prompt.append(
+                "## Execution output\n\n```\n"
+                + "".join(parent.json["_term_out"])[-4000:]
+                + "\n```\n\n"
+            )
     prompt.append(guidelines + "\n" + overview)
     yield "".join(prompt)
     yield f"[{_stamp(t0 - 2)}] DEBUG: response: {j['plan']}\n\n```python\n{j['code']}```\n"
@@ -464,8 +501,17 @@ def _verbose_step(
     yield f"[{_stamp(done + 4)}] DEBUG: ---Query complete---\n"
 
 
-def config_yaml(task: Task, exp_name: str, run_folder: str, steps: int, data: RunData, rng: random.Random) -> str:
-    code_model = rng.choice(("gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022", "o3-mini-2025-01-31", "gpt-4.1-2025-04-14"))
+def config_yaml(
+    task: Task, exp_name: str, run_folder: str, steps: int, data: RunData, rng: random.Random
+) -> str:
+    code_model = rng.choice(
+        (
+            "gpt-4o-2024-08-06",
+            "claude-3-5-sonnet-20241022",
+            "o3-mini-2025-01-31",
+            "gpt-4.1-2025-04-14",
+        )
+    )
     return (
         f"data_dir: /home/data\ndesc_file: /home/data/description.md\ngoal: null\neval: null\n"
         f"log_dir: /home/agent/runs/{run_folder}/logs/{exp_name}\n"

@@ -199,7 +199,10 @@ def key_error(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
         wrong = rng.choice(("id", "ID", "Id", "index", "sample_id"))
         if wrong == t.id_col:
             wrong = "row_id"
-        s.replace_line("submission_frame", s.line("submission_frame").replace(f'test["{t.id_col}"]', f'test["{wrong}"]'))
+        s.replace_line(
+            "submission_frame",
+            s.line("submission_frame").replace(f'test["{t.id_col}"]', f'test["{wrong}"]'),
+        )
         role, stage, frame_obj = "submission_frame", "submission", "test"
         cause = f"the test table has no `{wrong}` column when the submission is built"
     source = s.line(role).strip()
@@ -231,7 +234,9 @@ def key_error(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
 
 
 def file_not_found(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
-    wrong = rng.choice(("train_data.csv", "training.csv", "data/train.csv", "train_set.csv", "train.tsv"))
+    wrong = rng.choice(
+        ("train_data.csv", "training.csv", "data/train.csv", "train_set.csv", "train.tsv")
+    )
     line = s.line("load_train")
     old = f'"{r.train_file}"'
     s.replace_line("load_train", line.replace(old, f'"{wrong}"'))
@@ -246,9 +251,27 @@ def file_not_found(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Cras
         )
         frames = [
             _frame_call(s, "load_train"),
-            _lib("anndata/_io/h5ad.py", 237, "read_h5ad", 'with h5py.File(filename, "r") as f:', 'h5py.File(filename, "r")'),
-            _lib("h5py/_hl/files.py", 562, "__init__", "fid = make_fid(name, mode, userblock_size, fapl, fcpl, swmr=swmr)", "make_fid(name, mode, userblock_size, fapl, fcpl, swmr=swmr)"),
-            _lib("h5py/_hl/files.py", 235, "make_fid", "fid = h5f.open(name, flags, fapl=fapl)", "h5f.open(name, flags, fapl=fapl)"),
+            _lib(
+                "anndata/_io/h5ad.py",
+                237,
+                "read_h5ad",
+                'with h5py.File(filename, "r") as f:',
+                'h5py.File(filename, "r")',
+            ),
+            _lib(
+                "h5py/_hl/files.py",
+                562,
+                "__init__",
+                "fid = make_fid(name, mode, userblock_size, fapl, fcpl, swmr=swmr)",
+                "make_fid(name, mode, userblock_size, fapl, fcpl, swmr=swmr)",
+            ),
+            _lib(
+                "h5py/_hl/files.py",
+                235,
+                "make_fid",
+                "fid = h5f.open(name, flags, fapl=fapl)",
+                "h5f.open(name, flags, fapl=fapl)",
+            ),
             Frame("h5py/_objects.pyx", 54, "h5py._objects.with_phil.wrapper"),
             Frame("h5py/_objects.pyx", 55, "h5py._objects.with_phil.wrapper"),
             Frame("h5py/h5f.pyx", 102, "h5py.h5f.open"),
@@ -258,14 +281,40 @@ def file_not_found(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Cras
     else:
         frames = [
             _frame_call(s, "load_train"),
-            _lib("pandas/io/parsers/readers.py", 1026, "read_csv", "return _read(filepath_or_buffer, kwds)", "_read(filepath_or_buffer, kwds)"),
-            _lib("pandas/io/parsers/readers.py", 620, "_read", "parser = TextFileReader(filepath_or_buffer, **kwds)", "TextFileReader(filepath_or_buffer, **kwds)"),
-            _lib("pandas/io/parsers/readers.py", 1620, "__init__", "self._engine = self._make_engine(f, self.engine)", "self._make_engine(f, self.engine)"),
-            _lib("pandas/io/parsers/readers.py", 1880, "_make_engine", "self.handles = get_handle(", "get_handle("),
+            _lib(
+                "pandas/io/parsers/readers.py",
+                1026,
+                "read_csv",
+                "return _read(filepath_or_buffer, kwds)",
+                "_read(filepath_or_buffer, kwds)",
+            ),
+            _lib(
+                "pandas/io/parsers/readers.py",
+                620,
+                "_read",
+                "parser = TextFileReader(filepath_or_buffer, **kwds)",
+                "TextFileReader(filepath_or_buffer, **kwds)",
+            ),
+            _lib(
+                "pandas/io/parsers/readers.py",
+                1620,
+                "__init__",
+                "self._engine = self._make_engine(f, self.engine)",
+                "self._make_engine(f, self.engine)",
+            ),
+            _lib(
+                "pandas/io/parsers/readers.py",
+                1880,
+                "_make_engine",
+                "self.handles = get_handle(",
+                "get_handle(",
+            ),
             _lib("pandas/io/common.py", 873, "get_handle", "handle = open(", "open("),
         ]
         if r.train_file.endswith(".parquet"):
-            s.replace_line("load_train", s.line("load_train").replace("pd.read_parquet", "pd.read_csv"))
+            s.replace_line(
+                "load_train", s.line("load_train").replace("pd.read_parquet", "pd.read_csv")
+            )
             frames[0] = _frame_call(s, "load_train")
         line_text = f"FileNotFoundError: [Errno 2] No such file or directory: '{path}'"
         args = ["2", "No such file or directory"]
@@ -283,7 +332,9 @@ def file_not_found(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Cras
 
 
 def _oom_message(rng: random.Random) -> tuple[str, str]:
-    alloc = rng.choice(("512.00 MiB", "1.50 GiB", "2.00 GiB", "3.91 GiB", "768.00 MiB", "11.72 GiB"))
+    alloc = rng.choice(
+        ("512.00 MiB", "1.50 GiB", "2.00 GiB", "3.91 GiB", "768.00 MiB", "11.72 GiB")
+    )
     if rng.random() < 0.5:
         total = rng.choice(("15.78", "22.04", "39.39", "79.15"))
         used = f"{float(total) * rng.uniform(0.8, 0.95):.2f}"
@@ -312,8 +363,20 @@ def _oom_message(rng: random.Random) -> tuple[str, str]:
 
 def _module_call_frames() -> list[Frame]:
     return [
-        _lib("torch/nn/modules/module.py", 1736, "_wrapped_call_impl", "return self._call_impl(*args, **kwargs)", "self._call_impl(*args, **kwargs)"),
-        _lib("torch/nn/modules/module.py", 1747, "_call_impl", "return forward_call(*args, **kwargs)", "forward_call(*args, **kwargs)"),
+        _lib(
+            "torch/nn/modules/module.py",
+            1736,
+            "_wrapped_call_impl",
+            "return self._call_impl(*args, **kwargs)",
+            "self._call_impl(*args, **kwargs)",
+        ),
+        _lib(
+            "torch/nn/modules/module.py",
+            1747,
+            "_call_impl",
+            "return forward_call(*args, **kwargs)",
+            "forward_call(*args, **kwargs)",
+        ),
     ]
 
 
@@ -321,27 +384,71 @@ def _forward_frames(s: Script, r: Recipe) -> list[Frame]:
     frames = [_run_frame(s, "forward", "model(xb)"), *_module_call_frames()]
     if r.model == "resnet":
         frames += [
-            _lib("torchvision/models/resnet.py", 285, "forward", "return self._forward_impl(x)", "self._forward_impl(x)"),
-            _lib("torchvision/models/resnet.py", 268, "_forward_impl", "x = self.conv1(x)", "self.conv1(x)"),
+            _lib(
+                "torchvision/models/resnet.py",
+                285,
+                "forward",
+                "return self._forward_impl(x)",
+                "self._forward_impl(x)",
+            ),
+            _lib(
+                "torchvision/models/resnet.py",
+                268,
+                "_forward_impl",
+                "x = self.conv1(x)",
+                "self.conv1(x)",
+            ),
             *_module_call_frames(),
-            _lib("torch/nn/modules/conv.py", 554, "forward", "return self._conv_forward(input, self.weight, self.bias)", "self._conv_forward(input, self.weight, self.bias)"),
+            _lib(
+                "torch/nn/modules/conv.py",
+                554,
+                "forward",
+                "return self._conv_forward(input, self.weight, self.bias)",
+                "self._conv_forward(input, self.weight, self.bias)",
+            ),
             _lib("torch/nn/modules/conv.py", 549, "_conv_forward", "return F.conv2d(", "F.conv2d("),
         ]
     elif r.model in ("efficientnet", "simple_cnn"):
         frames += [
-            _lib("torch/nn/modules/container.py", 250, "forward", "input = module(input)", "module(input)"),
+            _lib(
+                "torch/nn/modules/container.py",
+                250,
+                "forward",
+                "input = module(input)",
+                "module(input)",
+            ),
             *_module_call_frames(),
-            _lib("torch/nn/modules/conv.py", 554, "forward", "return self._conv_forward(input, self.weight, self.bias)", "self._conv_forward(input, self.weight, self.bias)"),
+            _lib(
+                "torch/nn/modules/conv.py",
+                554,
+                "forward",
+                "return self._conv_forward(input, self.weight, self.bias)",
+                "self._conv_forward(input, self.weight, self.bias)",
+            ),
             _lib("torch/nn/modules/conv.py", 549, "_conv_forward", "return F.conv2d(", "F.conv2d("),
         ]
     else:
         src = s.line("forward_inner").strip()
         frames += [
-            Frame("runfile.py", s.line_no("forward_inner"), "forward", src, caret(src, "self.body(x)")),
+            Frame(
+                "runfile.py", s.line_no("forward_inner"), "forward", src, caret(src, "self.body(x)")
+            ),
             *_module_call_frames(),
-            _lib("torch/nn/modules/container.py", 250, "forward", "input = module(input)", "module(input)"),
+            _lib(
+                "torch/nn/modules/container.py",
+                250,
+                "forward",
+                "input = module(input)",
+                "module(input)",
+            ),
             *_module_call_frames(),
-            _lib("torch/nn/modules/linear.py", 125, "forward", "return F.linear(input, self.weight, self.bias)", "F.linear(input, self.weight, self.bias)"),
+            _lib(
+                "torch/nn/modules/linear.py",
+                125,
+                "forward",
+                "return F.linear(input, self.weight, self.bias)",
+                "F.linear(input, self.weight, self.bias)",
+            ),
         ]
     return frames
 
@@ -392,12 +499,43 @@ def shape_mismatch(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Cras
                 fit,
                 _lib("lightgbm/sklearn.py", 1189, "fit", "super().fit(", "super().fit("),
                 _lib("lightgbm/sklearn.py", 955, "fit", "self._Booster = train(", "train("),
-                _lib("lightgbm/engine.py", 282, "train", "booster = Booster(params=params, train_set=train_set)", "Booster(params=params, train_set=train_set)"),
-                _lib("lightgbm/basic.py", 3637, "__init__", "train_set.construct()", "train_set.construct()"),
-                _lib("lightgbm/basic.py", 2576, "construct", "self._lazy_init(", "self._lazy_init("),
-                _lib("lightgbm/basic.py", 2151, "_lazy_init", "self.set_label(label)", "self.set_label(label)"),
-                _lib("lightgbm/basic.py", 3004, "set_label", '_safe_call(_LIB.LGBM_DatasetSetField(', "_safe_call(_LIB.LGBM_DatasetSetField("),
-                _lib("lightgbm/basic.py", 296, "_safe_call", 'raise LightGBMError(_LIB.LGBM_GetLastError().decode("utf-8"))'),
+                _lib(
+                    "lightgbm/engine.py",
+                    282,
+                    "train",
+                    "booster = Booster(params=params, train_set=train_set)",
+                    "Booster(params=params, train_set=train_set)",
+                ),
+                _lib(
+                    "lightgbm/basic.py",
+                    3637,
+                    "__init__",
+                    "train_set.construct()",
+                    "train_set.construct()",
+                ),
+                _lib(
+                    "lightgbm/basic.py", 2576, "construct", "self._lazy_init(", "self._lazy_init("
+                ),
+                _lib(
+                    "lightgbm/basic.py",
+                    2151,
+                    "_lazy_init",
+                    "self.set_label(label)",
+                    "self.set_label(label)",
+                ),
+                _lib(
+                    "lightgbm/basic.py",
+                    3004,
+                    "set_label",
+                    "_safe_call(_LIB.LGBM_DatasetSetField(",
+                    "_safe_call(_LIB.LGBM_DatasetSetField(",
+                ),
+                _lib(
+                    "lightgbm/basic.py",
+                    296,
+                    "_safe_call",
+                    'raise LightGBMError(_LIB.LGBM_GetLastError().decode("utf-8"))',
+                ),
             ],
             stage="loop",
             cause=f"`y` was built after dropping {dropped} rows with a missing target while the features kept them",
@@ -412,11 +550,31 @@ def shape_mismatch(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Cras
         exc_info={"args": [msg]},
         frames=[
             _run_frame(s, "loop", f"kf.split({r.x_var})") if rng.random() < 0.3 else fit,
-            _lib("sklearn/base.py", 1473, "wrapper", "return fit_method(estimator, *args, **kwargs)", "fit_method(estimator, *args, **kwargs)"),
-            _lib("sklearn/ensemble/_forest.py", 363, "fit", "X, y = self._validate_data(", "self._validate_data("),
-            _lib("sklearn/base.py", 650, "_validate_data", "X, y = check_X_y(X, y, **check_params)", "check_X_y(X, y, **check_params)"),
+            _lib(
+                "sklearn/base.py",
+                1473,
+                "wrapper",
+                "return fit_method(estimator, *args, **kwargs)",
+                "fit_method(estimator, *args, **kwargs)",
+            ),
+            _lib(
+                "sklearn/ensemble/_forest.py",
+                363,
+                "fit",
+                "X, y = self._validate_data(",
+                "self._validate_data(",
+            ),
+            _lib(
+                "sklearn/base.py",
+                650,
+                "_validate_data",
+                "X, y = check_X_y(X, y, **check_params)",
+                "check_X_y(X, y, **check_params)",
+            ),
             _lib("sklearn/utils/validation.py", 1291, "check_X_y", "check_consistent_length(X, y)"),
-            _lib("sklearn/utils/validation.py", 460, "check_consistent_length", "raise ValueError("),
+            _lib(
+                "sklearn/utils/validation.py", 460, "check_consistent_length", "raise ValueError("
+            ),
         ],
         stage="loop",
         cause=f"X has {n_x} rows but y has {n_y} after dropping rows with a missing target",
@@ -445,13 +603,49 @@ def nan_input(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
         exc_info={"args": [msg]},
         frames=[
             _frame_call(s, "fit"),
-            _lib("sklearn/base.py", 1473, "wrapper", "return fit_method(estimator, *args, **kwargs)", "fit_method(estimator, *args, **kwargs)"),
-            _lib("sklearn/linear_model/_ridge.py", 1242, "fit", "X, y = self._validate_data(", "self._validate_data("),
-            _lib("sklearn/base.py", 650, "_validate_data", "X, y = check_X_y(X, y, **check_params)", "check_X_y(X, y, **check_params)"),
-            _lib("sklearn/utils/validation.py", 1273, "check_X_y", "X = check_array(", "check_array("),
-            _lib("sklearn/utils/validation.py", 1064, "check_array", "_assert_all_finite(", "_assert_all_finite("),
-            _lib("sklearn/utils/validation.py", 123, "_assert_all_finite", "_assert_all_finite_element_wise("),
-            _lib("sklearn/utils/validation.py", 172, "_assert_all_finite_element_wise", "raise ValueError(msg_err)"),
+            _lib(
+                "sklearn/base.py",
+                1473,
+                "wrapper",
+                "return fit_method(estimator, *args, **kwargs)",
+                "fit_method(estimator, *args, **kwargs)",
+            ),
+            _lib(
+                "sklearn/linear_model/_ridge.py",
+                1242,
+                "fit",
+                "X, y = self._validate_data(",
+                "self._validate_data(",
+            ),
+            _lib(
+                "sklearn/base.py",
+                650,
+                "_validate_data",
+                "X, y = check_X_y(X, y, **check_params)",
+                "check_X_y(X, y, **check_params)",
+            ),
+            _lib(
+                "sklearn/utils/validation.py", 1273, "check_X_y", "X = check_array(", "check_array("
+            ),
+            _lib(
+                "sklearn/utils/validation.py",
+                1064,
+                "check_array",
+                "_assert_all_finite(",
+                "_assert_all_finite(",
+            ),
+            _lib(
+                "sklearn/utils/validation.py",
+                123,
+                "_assert_all_finite",
+                "_assert_all_finite_element_wise(",
+            ),
+            _lib(
+                "sklearn/utils/validation.py",
+                172,
+                "_assert_all_finite_element_wise",
+                "raise ValueError(msg_err)",
+            ),
         ],
         stage="loop",
         cause=f"{model} cannot handle the NaNs left in the descriptor columns",
@@ -463,7 +657,11 @@ def removed_api(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
     tv = r.train_var
     if r.model in ("lightgbm", "xgboost") and rng.random() < 0.6:
         fit = s.line("fit")
-        s.replace_line("fit", fit.split("(", 1)[0] + "(X_tr, y_tr, eval_set=[(X_va, y_va)], early_stopping_rounds=100, verbose=200)")
+        s.replace_line(
+            "fit",
+            fit.split("(", 1)[0]
+            + "(X_tr, y_tr, eval_set=[(X_va, y_va)], early_stopping_rounds=100, verbose=200)",
+        )
         cls = "LGBMRegressor" if r.model == "lightgbm" else "XGBModel"
         msg = f"{cls}.fit() got an unexpected keyword argument 'early_stopping_rounds'"
         return Crash(
@@ -487,7 +685,13 @@ def removed_api(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
             exc_info={"args": [msg], "name": "append", "obj": obj},
             frames=[
                 _run_frame(s, "append", f"{tv}.append", tilde=len(tv)),
-                _lib("pandas/core/generic.py", 6299, "__getattr__", "return object.__getattribute__(self, name)", "object.__getattribute__(self, name)"),
+                _lib(
+                    "pandas/core/generic.py",
+                    6299,
+                    "__getattr__",
+                    "return object.__getattribute__(self, name)",
+                    "object.__getattribute__(self, name)",
+                ),
             ],
             stage="load",
             cause="`DataFrame.append` was removed in pandas 2.0",
@@ -506,10 +710,19 @@ def removed_api(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
         kind="removed_api",
         exc_type="AttributeError",
         exc_line=f"AttributeError: {msg}",
-        exc_info={"args": [msg], "name": "float", "obj": f"<module 'numpy' from '{SITE}/numpy/__init__.py'>"},
+        exc_info={
+            "args": [msg],
+            "name": "float",
+            "obj": f"<module 'numpy' from '{SITE}/numpy/__init__.py'>",
+        },
         frames=[
             _run_frame(s, "astype", "np.float", tilde=2),
-            _lib("numpy/__init__.py", 324, "__getattr__", "raise AttributeError(__former_attrs__[attr])"),
+            _lib(
+                "numpy/__init__.py",
+                324,
+                "__getattr__",
+                "raise AttributeError(__former_attrs__[attr])",
+            ),
         ],
         stage="features",
         cause="`np.float` was removed in NumPy 1.24",
@@ -532,7 +745,14 @@ def _frame_repr(rng: random.Random, r: Recipe, d: RunData) -> str:
 
 def _sample_id(rng: random.Random, kind: str, i: int) -> str:
     if kind == "smiles":
-        return rng.choice(("CC(C)Oc1ccc(cc1)C(=O)N", "O=C(O)c1ccccc1O", "CN1CCN(CC1)c1ccc(F)cc1", "Cc1ccc(S(N)(=O)=O)cc1"))
+        return rng.choice(
+            (
+                "CC(C)Oc1ccc(cc1)C(=O)N",
+                "O=C(O)c1ccccc1O",
+                "CN1CCN(CC1)c1ccc(F)cc1",
+                "Cc1ccc(S(N)(=O)=O)cc1",
+            )
+        )
     if kind == "sequence":
         return f"{rng.choice('ACDEFGHIKLMNPQRSTVWY')}{rng.randrange(1, 500)}{rng.choice('ACDEFGHIKLMNPQRSTVWY')}"
     return f"{rng.getrandbits(40):010x}"
@@ -576,7 +796,13 @@ def array_memory(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
         exc_info={"args": [shape, "float64"]},
         frames=[
             _frame_call(s, "features"),
-            _lib("numpy/core/shape_base.py", 449, "stack", "return _nx.concatenate(expanded_arrays, axis=axis, out=out,", "_nx.concatenate(expanded_arrays, axis=axis, out=out,"),
+            _lib(
+                "numpy/core/shape_base.py",
+                449,
+                "stack",
+                "return _nx.concatenate(expanded_arrays, axis=axis, out=out,",
+                "_nx.concatenate(expanded_arrays, axis=axis, out=out,",
+            ),
         ],
         stage="features",
         cause=f"a dense float64 feature matrix of {gib:.0f} GiB does not fit in memory",
@@ -588,17 +814,47 @@ def timeout(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
     if r.model in TORCH_MODELS:
         frames = [
             _run_frame(s, "backward"),
-            _lib("torch/_tensor.py", 581, "backward", "torch.autograd.backward(", "torch.autograd.backward("),
-            _lib("torch/autograd/__init__.py", 347, "backward", "_engine_run_backward(", "_engine_run_backward("),
-            _lib("torch/autograd/graph.py", 825, "_engine_run_backward", "return Variable._execution_engine.run_backward(  # Calls into the C++ engine to run the backward pass", "Variable._execution_engine.run_backward("),
+            _lib(
+                "torch/_tensor.py",
+                581,
+                "backward",
+                "torch.autograd.backward(",
+                "torch.autograd.backward(",
+            ),
+            _lib(
+                "torch/autograd/__init__.py",
+                347,
+                "backward",
+                "_engine_run_backward(",
+                "_engine_run_backward(",
+            ),
+            _lib(
+                "torch/autograd/graph.py",
+                825,
+                "_engine_run_backward",
+                "return Variable._execution_engine.run_backward(  # Calls into the C++ engine to run the backward pass",
+                "Variable._execution_engine.run_backward(",
+            ),
         ]
     elif r.model == "lightgbm":
         frames = [
             _frame_call(s, "fit"),
             _lib("lightgbm/sklearn.py", 1189, "fit", "super().fit(", "super().fit("),
             _lib("lightgbm/sklearn.py", 955, "fit", "self._Booster = train(", "train("),
-            _lib("lightgbm/engine.py", 307, "train", "booster.update(fobj=fobj)", "booster.update(fobj=fobj)"),
-            _lib("lightgbm/basic.py", 4136, "update", "_LIB.LGBM_BoosterUpdateOneIter(", "_LIB.LGBM_BoosterUpdateOneIter("),
+            _lib(
+                "lightgbm/engine.py",
+                307,
+                "train",
+                "booster.update(fobj=fobj)",
+                "booster.update(fobj=fobj)",
+            ),
+            _lib(
+                "lightgbm/basic.py",
+                4136,
+                "update",
+                "_LIB.LGBM_BoosterUpdateOneIter(",
+                "_LIB.LGBM_BoosterUpdateOneIter(",
+            ),
         ]
     elif r.model == "xgboost":
         frames = [
@@ -606,16 +862,46 @@ def timeout(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
             _lib("xgboost/core.py", 726, "inner_f", "return func(**kwargs)", "func(**kwargs)"),
             _lib("xgboost/sklearn.py", 1108, "fit", "self._Booster = train(", "train("),
             _lib("xgboost/core.py", 726, "inner_f", "return func(**kwargs)", "func(**kwargs)"),
-            _lib("xgboost/training.py", 181, "train", "bst.update(dtrain, iteration=i, fobj=obj)", "bst.update(dtrain, iteration=i, fobj=obj)"),
-            _lib("xgboost/core.py", 2100, "update", "_LIB.XGBoosterUpdateOneIter(", "_LIB.XGBoosterUpdateOneIter("),
+            _lib(
+                "xgboost/training.py",
+                181,
+                "train",
+                "bst.update(dtrain, iteration=i, fobj=obj)",
+                "bst.update(dtrain, iteration=i, fobj=obj)",
+            ),
+            _lib(
+                "xgboost/core.py",
+                2100,
+                "update",
+                "_LIB.XGBoosterUpdateOneIter(",
+                "_LIB.XGBoosterUpdateOneIter(",
+            ),
         ]
     else:
         frames = [
             _frame_call(s, "fit"),
-            _lib("sklearn/base.py", 1473, "wrapper", "return fit_method(estimator, *args, **kwargs)", "fit_method(estimator, *args, **kwargs)"),
+            _lib(
+                "sklearn/base.py",
+                1473,
+                "wrapper",
+                "return fit_method(estimator, *args, **kwargs)",
+                "fit_method(estimator, *args, **kwargs)",
+            ),
             _lib("sklearn/ensemble/_forest.py", 489, "fit", "trees = Parallel(", "Parallel("),
-            _lib("sklearn/utils/parallel.py", 74, "__call__", "return super().__call__(iterable_with_config)", "super().__call__(iterable_with_config)"),
-            _lib("joblib/parallel.py", 2007, "__call__", "return output if self.return_generator else list(output)", "list(output)"),
+            _lib(
+                "sklearn/utils/parallel.py",
+                74,
+                "__call__",
+                "return super().__call__(iterable_with_config)",
+                "super().__call__(iterable_with_config)",
+            ),
+            _lib(
+                "joblib/parallel.py",
+                2007,
+                "__call__",
+                "return output if self.return_generator else list(output)",
+                "list(output)",
+            ),
             _lib("joblib/parallel.py", 1650, "_get_outputs", "yield from self._retrieve()"),
             _lib("joblib/parallel.py", 1762, "_retrieve", "time.sleep(0.01)"),
         ]
@@ -655,13 +941,23 @@ CATALOGUE: tuple[tuple[str, float, Callable[[Recipe], bool], FailureFn], ...] = 
     ("missing_module", 3.0, lambda r: True, missing_module),
     ("key_error", 2.5, lambda r: True, key_error),
     ("file_not_found", 1.5, lambda r: True, file_not_found),
-    ("shape_mismatch", 2.0, lambda r: r.model not in ("resnet", "efficientnet", "simple_cnn"), shape_mismatch),
+    (
+        "shape_mismatch",
+        2.0,
+        lambda r: r.model not in ("resnet", "efficientnet", "simple_cnn"),
+        shape_mismatch,
+    ),
     ("nan_input", 1.0, lambda r: r.model in ("ridge", "random_forest", "knn"), nan_input),
     ("cuda_oom", 2.5, lambda r: r.model in TORCH_MODELS, cuda_oom),
     ("timeout", 2.0, lambda r: True, timeout),
     ("removed_api", 1.5, lambda r: True, removed_api),
     ("undefined_name", 1.0, lambda r: True, undefined_name),
-    ("array_memory", 0.7, lambda r: r.task.kind in ("smiles", "singlecell", "sequence"), array_memory),
+    (
+        "array_memory",
+        0.7,
+        lambda r: r.task.kind in ("smiles", "singlecell", "sequence"),
+        array_memory,
+    ),
     ("tensor_device", 0.5, lambda r: r.model in TORCH_MODELS, tensor_to_numpy),
 )
 

@@ -105,15 +105,41 @@ def metric_phrase(task: Task) -> str:
     return f"{task.metric} ({direction})"
 
 
+_RATIONALE = (
+    "{Model} is a good fit here because the dataset is small and the features are high-dimensional but sparse.",
+    "Tree ensembles handle the mix of binary fingerprint bits and continuous descriptors without any scaling.",
+    "A linear model gives a fast, hard-to-overfit reference point that later iterations must beat.",
+    "Neural networks can exploit interactions between positions that per-feature models miss.",
+    "Since the metric is {metric}, the model is trained directly on the raw target and evaluated on out-of-fold predictions.",
+    "The data description mentions {rows} training rows, so full {folds}-fold CV is affordable.",
+    "I considered a pretrained embedding model, but it is not available offline, so the features are computed locally.",
+    "Early stopping on the validation fold keeps the number of trees adaptive instead of tuning it by hand.",
+)
+
+_RISKS = (
+    "Invalid SMILES strings are mapped to all-zero feature vectors rather than dropped, so row counts stay aligned.",
+    "To stay within the time limit, no hyper-parameter search is done in this step.",
+    "Memory should be fine: the feature matrix is float32.",
+    "If a GPU is not available the code falls back to the CPU automatically.",
+    "The submission keeps the row order of test.csv and includes every identifier.",
+    "",
+)
+
+
 def draft_plan(rng: random.Random, r: Recipe) -> str:
     fill = _fill(r)
     parts = [
         rng.choice(_OPENERS).format(**fill),
+        rng.choice(_RATIONALE).format(**fill),
         rng.choice(_VALIDATION).format(**fill),
+        rng.choice(_RISKS),
         rng.choice(_CLOSERS).format(**fill),
     ]
     if r.model in TORCH_MODELS and rng.random() < 0.6:
-        parts.insert(2, f"Training runs for {r.epochs} epochs with AdamW (lr {r.lr}) and batch size {r.batch_size} on the GPU if one is available.")
+        parts.insert(
+            2,
+            f"Training runs for {r.epochs} epochs with AdamW (lr {r.lr}) and batch size {r.batch_size} on the GPU if one is available.",
+        )
     return " ".join(p for p in parts if p)
 
 
@@ -121,15 +147,40 @@ def debug_plan(rng: random.Random, r: Recipe, crash: Crash | None) -> str:
     if crash is None:
         return (
             "The previous code ran but did not produce ./submission/submission.csv. "
-            + rng.choice(("I will make sure the submission directory is created and the file is written at the end.", "The fix is to write the submission after the final fit and print its shape."))
+            + rng.choice(
+                (
+                    "I will make sure the submission directory is created and the file is written at the end.",
+                    "The fix is to write the submission after the final fit and print its shape.",
+                )
+            )
         )
     fill = {"exc": crash.exc_type, "cause": crash.cause, "fix": crash.fix}
-    return " ".join((rng.choice(_DEBUG_OPENERS).format(**fill), rng.choice(_DEBUG_FIXES).format(**fill)))
+    parts = [
+        rng.choice(_DEBUG_OPENERS).format(**fill),
+        rng.choice(_DEBUG_FIXES).format(**fill),
+        rng.choice(_DEBUG_EXTRA).format(
+            model=_MODEL_NAMES[r.model], folds=r.folds, metric=r.task.metric
+        ),
+    ]
+    return " ".join(p for p in parts if p)
+
+
+_DEBUG_EXTRA = (
+    "The model ({model}) and the {folds}-fold validation are unchanged, so the {metric} remains comparable with earlier steps.",
+    "I will also print the shapes of the feature matrix and the target right before training to make mismatches obvious.",
+    "Everything else, including how the submission file is written, stays as before.",
+    "As a safety net the script now checks that ./submission/submission.csv exists at the end.",
+    "",
+)
 
 
 def improve_plan(rng: random.Random, r: Recipe, what: str, parent_value: float) -> str:
     fill = {"metric": r.task.metric, "value": parent_value}
-    parts = [rng.choice(_IMPROVE_OPENERS).format(**fill), _IMPROVEMENTS[what], rng.choice(_IMPROVE_CLOSERS)]
+    parts = [
+        rng.choice(_IMPROVE_OPENERS).format(**fill),
+        _IMPROVEMENTS[what],
+        rng.choice(_IMPROVE_CLOSERS),
+    ]
     return " ".join(p for p in parts if p)
 
 
@@ -137,6 +188,7 @@ def _fill(r: Recipe) -> dict[str, object]:
     t = r.task
     return {
         "model": _MODEL_NAMES[r.model],
+        "Model": _MODEL_NAMES[r.model][0].upper() + _MODEL_NAMES[r.model][1:],
         "features": _FEATURES[t.kind].format(bits=r.n_bits, radius=r.radius),
         "folds": r.folds,
         "seed": r.seed,
@@ -151,51 +203,65 @@ def _fill(r: Recipe) -> dict[str, object]:
 
 def crash_analysis(rng: random.Random, crash: Crash, limit: str) -> str:
     if crash.timed_out:
-        first = rng.choice((
-            f"The execution was stopped after hitting the {limit} time limit: {crash.cause}.",
-            f"The run timed out ({limit}) before cross-validation finished; {crash.cause}.",
-        ))
+        first = rng.choice(
+            (
+                f"The execution was stopped after hitting the {limit} time limit: {crash.cause}.",
+                f"The run timed out ({limit}) before cross-validation finished; {crash.cause}.",
+            )
+        )
     else:
-        first = rng.choice((
-            f"The code failed with a {crash.exc_type}: {crash.cause}.",
-            f"Execution raised {crash.exc_type} because {crash.cause}.",
-            f"The script crashed ({crash.exc_type}); {crash.cause}.",
-        ))
-    second = rng.choice((
-        "No validation metric was produced and no submission file was written.",
-        "Because of this, the model was never evaluated.",
-        "The run therefore has no usable predictions.",
-        "",
-    ))
-    third = rng.choice((
-        f"The next attempt should {crash.fix}.",
-        f"A fix would be to {crash.fix}.",
-        "",
-    ))
+        first = rng.choice(
+            (
+                f"The code failed with a {crash.exc_type}: {crash.cause}.",
+                f"Execution raised {crash.exc_type} because {crash.cause}.",
+                f"The script crashed ({crash.exc_type}); {crash.cause}.",
+            )
+        )
+    second = rng.choice(
+        (
+            "No validation metric was produced and no submission file was written.",
+            "Because of this, the model was never evaluated.",
+            "The run therefore has no usable predictions.",
+            "",
+        )
+    )
+    third = rng.choice(
+        (
+            f"The next attempt should {crash.fix}.",
+            f"A fix would be to {crash.fix}.",
+            "",
+        )
+    )
     return " ".join(p for p in (first, second, third) if p)
 
 
 def no_submission_analysis(rng: random.Random) -> str:
-    return rng.choice((
-        "The code ran without errors but did not save submission.csv in the ./submission/ directory, so the solution cannot be evaluated.",
-        "Training completed, but the script never printed a validation metric and the submission file is missing.",
-        "The script finished, yet ./submission/submission.csv was not created (the final prediction step was skipped).",
-    ))
+    return rng.choice(
+        (
+            "The code ran without errors but did not save submission.csv in the ./submission/ directory, so the solution cannot be evaluated.",
+            "Training completed, but the script never printed a validation metric and the submission file is missing.",
+            "The script finished, yet ./submission/submission.csv was not created (the final prediction step was skipped).",
+        )
+    )
 
 
 def good_analysis(rng: random.Random, r: Recipe, value: float, parent_value: float | None) -> str:
     t = r.task
-    first = rng.choice((
-        f"The model trained successfully and achieved a validation {t.metric} of {value:.4f}.",
-        f"Training finished without errors; the out-of-fold {t.metric} is {value:.4f} across {r.folds} folds.",
-        f"{_MODEL_NAMES[r.model][0].upper()}{_MODEL_NAMES[r.model][1:]} reached {t.metric} = {value:.4f} in cross-validation.",
-    ))
+    first = rng.choice(
+        (
+            f"The model trained successfully and achieved a validation {t.metric} of {value:.4f}.",
+            f"Training finished without errors; the out-of-fold {t.metric} is {value:.4f} across {r.folds} folds.",
+            f"{_MODEL_NAMES[r.model][0].upper()}{_MODEL_NAMES[r.model][1:]} reached {t.metric} = {value:.4f} in cross-validation.",
+        )
+    )
     if parent_value is None:
-        second = rng.choice((
-            "This is a reasonable baseline for further improvements.",
-            "Fold scores are consistent, so the CV estimate looks reliable.",
-            "",
-        ))
+        second = rng.choice(
+            (
+                "This is a reasonable baseline for further improvements.",
+                "Fold scores are consistent, so the CV estimate looks reliable.",
+                "",
+            )
+        )
     else:
         better = (value > parent_value) == t.maximize
         second = (
@@ -203,7 +269,13 @@ def good_analysis(rng: random.Random, r: Recipe, value: float, parent_value: flo
             if better
             else f"This is slightly worse than the parent's {parent_value:.4f}, so the change did not help."
         )
-    third = rng.choice(("The submission file was saved correctly.", "", "Predictions were written to ./submission/submission.csv."))
+    third = rng.choice(
+        (
+            "The submission file was saved correctly.",
+            "",
+            "Predictions were written to ./submission/submission.csv.",
+        )
+    )
     return " ".join(p for p in (first, second, third) if p)
 
 
@@ -290,9 +362,9 @@ def data_overview(rng: random.Random, task: Task, n_train: int, n_test: int) -> 
         f"    test.csv ({n_test * 61 // 1024} kB)",
         f"    train.csv ({n_train * 67 // 1024} kB)",
         "```",
-        "-> input/train.csv has "
-        f"{n_train} rows and {rng.choice((3, 4, 12, 28))} columns.",
-        f"The columns are: {task.id_col}, {task.target}" + (", split, group" if rng.random() < 0.5 else ""),
+        f"-> input/train.csv has {n_train} rows and {rng.choice((3, 4, 12, 28))} columns.",
+        f"The columns are: {task.id_col}, {task.target}"
+        + (", split, group" if rng.random() < 0.5 else ""),
         f"{task.target} has {n_train - rng.randrange(0, 12)} non-null values; "
         f"mean {rng.uniform(-2, 3):.3f}, std {rng.uniform(0.2, 2):.3f}.",
     ]

@@ -13,6 +13,7 @@ that really exists, with the right line number.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field, replace
 
 from job.synthetic.catalog import Task
@@ -60,7 +61,12 @@ class Recipe:
     data_dir: str
     train_file: str
     comment_style: int
+    flavor: int  # seeds the free-form parts: docstring, helpers, names, comments
     improvements: tuple[str, ...] = field(default=())
+
+    def rewritten(self, rng: random.Random) -> Recipe:
+        """The same solution as an LLM re-emits it: new wording, same logic."""
+        return replace(self, flavor=rng.getrandbits(32), comment_style=rng.randrange(4))
 
     def improved(self, what: str, rng: random.Random) -> Recipe:
         """The recipe of an *improve* child: one change on top of the parent."""
@@ -100,8 +106,13 @@ def new_recipe(rng: random.Random, task: Task) -> Recipe:
         train_var=rng.choice(("train", "train_df", "df_train", "train_data")),
         x_var=rng.choice(("X", "X_train", "features", "X_all")),
         data_dir=rng.choice(("./input", "./input", "input", "/home/data")),
-        train_file=rng.choice(("train.csv", "train.csv", "train.parquet", "train.h5ad")),
+        train_file=rng.choice(
+            ("train.csv", "train.parquet", "train.h5ad")
+            if task.kind == "singlecell"
+            else ("train.csv", "train.csv", "train.parquet")
+        ),
         comment_style=rng.randrange(4),
+        flavor=rng.getrandbits(32),
     )
 
 
@@ -165,7 +176,12 @@ class _Writer:
 
 _COMMENTS = (
     ("# Load the data", "# Features", "# Cross-validation", "# Train on all data and predict"),
-    ("# ---- data ----", "# ---- featurisation ----", "# ---- CV loop ----", "# ---- submission ----"),
+    (
+        "# ---- data ----",
+        "# ---- featurisation ----",
+        "# ---- CV loop ----",
+        "# ---- submission ----",
+    ),
     (
         "# Read train/test tables from the input directory",
         "# Build the feature matrix used by every model below",
@@ -176,7 +192,10 @@ _COMMENTS = (
 )
 
 _METRIC_IMPORT = {
-    "mean_absolute_error": ("from sklearn.metrics import mean_absolute_error", "mean_absolute_error"),
+    "mean_absolute_error": (
+        "from sklearn.metrics import mean_absolute_error",
+        "mean_absolute_error",
+    ),
     "roc_auc": ("from sklearn.metrics import roc_auc_score", "roc_auc_score"),
     "spearmanr": ("from scipy.stats import spearmanr", "spearman"),
     "spearman": ("from scipy.stats import spearmanr", "spearman"),
@@ -195,15 +214,33 @@ _MODEL_IMPORTS = {
     "random_forest": ("from sklearn.ensemble import RandomForestRegressor", None),
     "ridge": ("from sklearn.linear_model import Ridge", None),
     "knn": ("from sklearn.neighbors import KNeighborsRegressor", None),
-    "mlp": ("import torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader, TensorDataset", "torch"),
-    "cnn1d": ("import torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader, TensorDataset", "torch"),
-    "resnet": ("import torch\nimport torch.nn as nn\nimport torchvision\nfrom torch.utils.data import DataLoader, Dataset", "torch"),
-    "efficientnet": ("import timm\nimport torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader, Dataset", "timm"),
-    "simple_cnn": ("import torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader, Dataset", "torch"),
+    "mlp": (
+        "import torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader, TensorDataset",
+        "torch",
+    ),
+    "cnn1d": (
+        "import torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader, TensorDataset",
+        "torch",
+    ),
+    "resnet": (
+        "import torch\nimport torch.nn as nn\nimport torchvision\nfrom torch.utils.data import DataLoader, Dataset",
+        "torch",
+    ),
+    "efficientnet": (
+        "import timm\nimport torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader, Dataset",
+        "timm",
+    ),
+    "simple_cnn": (
+        "import torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader, Dataset",
+        "torch",
+    ),
 }
 
 _KIND_IMPORTS = {
-    "smiles": ("from rdkit import Chem, DataStructs\nfrom rdkit.Chem import AllChem, Descriptors", "rdkit"),
+    "smiles": (
+        "from rdkit import Chem, DataStructs\nfrom rdkit.Chem import AllChem, Descriptors",
+        "rdkit",
+    ),
     "sequence": ("", None),
     "image": ("from PIL import Image", "PIL"),
     "singlecell": ("import anndata as ad\nimport scanpy as sc", "scanpy"),
@@ -218,7 +255,12 @@ def render(recipe: Recipe) -> Script:
     t = r.task
     comments = _COMMENTS[r.comment_style]
     metric_import, metric_fn = _METRIC_IMPORT[t.metric]
+    flavor = random.Random(r.flavor)
 
+    doc = _docstring(flavor, r)
+    if doc:
+        w.add(doc)
+        w.blank()
     w.add("import os")
     if r.comment_style % 2:
         w.add("import time")
@@ -248,6 +290,9 @@ def render(recipe: Recipe) -> Script:
         w.add('DEVICE = "cuda" if torch.cuda.is_available() else "cpu"')
     w.add("np.random.seed(SEED)")
     w.blank(2)
+    for helper in flavor.sample(_HELPERS, k=flavor.choice((0, 1, 2, 2, 3))):
+        w.add(helper(flavor, r))
+        w.blank(2)
 
     _render_metric(w, metric_fn, t)
     if comments[0]:
@@ -268,7 +313,9 @@ def render(recipe: Recipe) -> Script:
     if comments[3]:
         w.add(comments[3])
     _render_submission(w, r)
-    return w.script()
+    script = w.script()
+    _rename(script, flavor)
+    return script
 
 
 def _render_metric(w: _Writer, fn: str, t: Task) -> None:
@@ -346,7 +393,7 @@ def _render_features(w: _Writer, r: Recipe) -> None:
     elif t.kind == "image":
         w.add("class PatchDataset(Dataset):")
         w.add("    def __init__(self, df, folder, labels=True):")
-        w.add("        self.ids = df[\"%s\"].values" % t.id_col)
+        w.add('        self.ids = df["%s"].values' % t.id_col)
         w.add(f'        self.y = df["{t.target}"].values if labels else None')
         w.add("        self.folder = folder")
         w.blank()
@@ -354,11 +401,15 @@ def _render_features(w: _Writer, r: Recipe) -> None:
         w.add("        return len(self.ids)")
         w.blank()
         w.add("    def __getitem__(self, i):")
-        w.add('        img = Image.open(os.path.join(self.folder, f"{self.ids[i]}.png")).convert("RGB")')
-        w.add("        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)")
+        w.add(
+            '        img = Image.open(os.path.join(self.folder, f"{self.ids[i]}.png")).convert("RGB")'
+        )
+        w.add(
+            "        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)"
+        )
         w.add("        return (x, self.y[i]) if self.y is not None else x")
         w.blank(2)
-        w.add(f"{xv} = {tv}[\"{t.id_col}\"].values", role="features")
+        w.add(f'{xv} = {tv}["{t.id_col}"].values', role="features")
     elif t.kind == "singlecell":
         if r.train_file.endswith(".h5ad"):
             w.add("sc.pp.normalize_total(adata, target_sum=1e4)")
@@ -469,7 +520,9 @@ def _render_torch_cv(w: _Writer, r: Recipe) -> None:
         else:
             w.add("    net = nn.Sequential(")
             w.add("        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),")
-            w.add(f"        nn.Conv2d(32, {r.hidden // 4}, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),")
+            w.add(
+                f"        nn.Conv2d(32, {r.hidden // 4}, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),"
+            )
             w.add(f"        nn.Flatten(), nn.Linear({r.hidden // 4}, 1),")
             w.add("    )")
         w.add("    return net.to(DEVICE)")
@@ -497,13 +550,25 @@ def _render_torch_cv(w: _Writer, r: Recipe) -> None:
     w.add(f"for fold, (tr_idx, va_idx) in enumerate(kf.split({split_args})):")
     w.add("    model = build_model()")
     w.add("    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)")
-    w.add("    loss_fn = nn.MSELoss()" if t.kind != "image" else "    loss_fn = nn.BCEWithLogitsLoss()")
+    w.add(
+        "    loss_fn = nn.MSELoss()"
+        if t.kind != "image"
+        else "    loss_fn = nn.BCEWithLogitsLoss()"
+    )
     if t.kind == "image":
-        w.add(f'    train_ds = PatchDataset({r.train_var}.iloc[tr_idx], os.path.join(DATA_DIR, "train"))')
-        w.add(f'    valid_ds = PatchDataset({r.train_var}.iloc[va_idx], os.path.join(DATA_DIR, "train"))')
+        w.add(
+            f'    train_ds = PatchDataset({r.train_var}.iloc[tr_idx], os.path.join(DATA_DIR, "train"))'
+        )
+        w.add(
+            f'    valid_ds = PatchDataset({r.train_var}.iloc[va_idx], os.path.join(DATA_DIR, "train"))'
+        )
     else:
-        w.add(f"    train_ds = TensorDataset(torch.tensor({xv}[tr_idx]), torch.tensor(y[tr_idx], dtype=torch.float32))")
-        w.add(f"    valid_ds = TensorDataset(torch.tensor({xv}[va_idx]), torch.tensor(y[va_idx], dtype=torch.float32))")
+        w.add(
+            f"    train_ds = TensorDataset(torch.tensor({xv}[tr_idx]), torch.tensor(y[tr_idx], dtype=torch.float32))"
+        )
+        w.add(
+            f"    valid_ds = TensorDataset(torch.tensor({xv}[va_idx]), torch.tensor(y[va_idx], dtype=torch.float32))"
+        )
     w.add("    train_dl = DataLoader(train_ds, batch_size=BATCH_SIZE, shuffle=True, num_workers=4)")
     w.add("    valid_dl = DataLoader(valid_ds, batch_size=BATCH_SIZE * 2)")
     w.add("    for epoch in range(EPOCHS):", role="loop")
@@ -519,7 +584,9 @@ def _render_torch_cv(w: _Writer, r: Recipe) -> None:
     w.add("            total += loss.item() * len(xb)")
     w.add("        model.eval()")
     w.add("        with torch.no_grad():")
-    w.add("            preds = torch.cat([model(xb.to(DEVICE)).squeeze(-1).cpu() for xb, _ in valid_dl]).numpy()")
+    w.add(
+        "            preds = torch.cat([model(xb.to(DEVICE)).squeeze(-1).cpu() for xb, _ in valid_dl]).numpy()"
+    )
     w.add("        score = score_fn(y[va_idx], preds)")
     w.add(
         '        print(f"fold {fold} epoch {epoch + 1}/{EPOCHS} train_loss {total / len(train_ds):.4f} val %s {score:.4f}")'
@@ -528,7 +595,7 @@ def _render_torch_cv(w: _Writer, r: Recipe) -> None:
     )
     w.add("    oof[va_idx] = preds", role="predict")
     w.add("    scores.append(score)")
-    w.add("    torch.save(model.state_dict(), f\"./working/model_fold{fold}.pt\")")
+    w.add('    torch.save(model.state_dict(), f"./working/model_fold{fold}.pt")')
     w.blank()
     w.add("cv_score = score_fn(y, oof)")
     w.add('print(f"Validation %s: {cv_score:.4f}")' % t.metric, role="print_cv")
@@ -542,14 +609,166 @@ def _render_submission(w: _Writer, r: Recipe) -> None:
         w.add('final.load_state_dict(torch.load("./working/model_fold0.pt"))')
         w.add("final.eval()")
         if t.kind == "image":
-            w.add('test_dl = DataLoader(PatchDataset(test, os.path.join(DATA_DIR, "test"), labels=False), batch_size=BATCH_SIZE)')
+            w.add(
+                'test_dl = DataLoader(PatchDataset(test, os.path.join(DATA_DIR, "test"), labels=False), batch_size=BATCH_SIZE)'
+            )
             w.add("with torch.no_grad():")
-            w.add("    test_pred = torch.cat([torch.sigmoid(final(xb.to(DEVICE))).squeeze(-1).cpu() for xb in test_dl]).numpy()")
+            w.add(
+                "    test_pred = torch.cat([torch.sigmoid(final(xb.to(DEVICE))).squeeze(-1).cpu() for xb in test_dl]).numpy()"
+            )
         else:
             w.add("with torch.no_grad():")
             w.add("    test_pred = final(torch.tensor(X_test).to(DEVICE)).cpu().numpy()")
     if "target_transform" in r.improvements:
         w.add("test_pred = np.expm1(test_pred)")
-    w.add(f'sub = pd.DataFrame({{"{t.id_col}": test["{t.id_col}"], "{t.target}": test_pred}})', role="submission_frame")
+    w.add(
+        f'sub = pd.DataFrame({{"{t.id_col}": test["{t.id_col}"], "{t.target}": test_pred}})',
+        role="submission_frame",
+    )
     w.add('sub.to_csv("./submission/submission.csv", index=False)', role="submission")
     w.add('print("Saved submission with shape", sub.shape)')
+
+
+# --- free-form variety: what differs between two LLM answers with the same logic -------
+
+_RENAMES = {
+    "oof": ("oof", "oof_preds", "oof_pred", "val_pred_all", "oof_predictions"),
+    "test_pred": ("test_pred", "test_preds", "preds_test", "sub_preds", "test_predictions"),
+    "kf": ("kf", "kfold", "cv", "splitter", "folds"),
+    "scores": ("scores", "fold_scores", "cv_scores", "val_scores", "metrics"),
+    "score_fn": ("score_fn", "metric_fn", "compute_metric", "evaluate", "competition_metric"),
+    "featurize": (
+        "featurize",
+        "smiles_to_features",
+        "mol_features",
+        "compute_fp",
+        "encode_molecule",
+    ),
+    "sub": ("sub", "submission", "sub_df", "submission_df", "out"),
+    "cv_score": ("cv_score", "overall", "oof_score", "final_score", "cv_metric"),
+}
+_RENAME_RE = re.compile(r"\b(" + "|".join(_RENAMES) + r")\b")
+
+
+def _rename(script: Script, flavor: random.Random) -> None:
+    """Pick this answer's variable names (the logic and anchors stay put)."""
+    chosen = {name: flavor.choice(options) for name, options in _RENAMES.items()}
+    sub = _RENAME_RE.sub
+    script.lines[:] = [
+        line
+        if line.lstrip().startswith(("import ", "from "))
+        else sub(lambda m: chosen[m.group(1)], line)
+        for line in script.lines
+    ]
+
+
+_TITLES = (
+    "Baseline for {task}",
+    "{model} solution for {task}",
+    "AIDE solution: {task}",
+    "{task}: {model} with {folds}-fold CV",
+    "Train {model} and write submission.csv for {task}",
+)
+
+_DOC_LINES = (
+    "Reads ./input, builds features, runs {folds}-fold cross-validation and saves predictions.",
+    "The validation metric ({metric}) is printed at the end, as required by the grader.",
+    "Kept deliberately simple so it finishes well within the time limit.",
+    "Uses seed {seed} everywhere for reproducibility.",
+    "Predictions of the fold models are averaged for the test set.",
+    "Fixes the previous run's crash and keeps the rest of the pipeline.",
+    "Hyper-parameters: lr={lr}, n_estimators={n}, depth={depth}.",
+    "Note: the GPU is used if available, otherwise the CPU.",
+)
+
+
+def _docstring(flavor: random.Random, r: Recipe) -> str:
+    if flavor.random() < 0.35:
+        return ""
+    fill = {
+        "task": r.task.name,
+        "model": r.model.replace("_", " "),
+        "folds": r.folds,
+        "metric": r.task.metric,
+        "seed": r.seed,
+        "lr": r.lr,
+        "n": r.n_estimators,
+        "depth": r.depth,
+    }
+    title = flavor.choice(_TITLES).format(**fill)
+    body = [line.format(**fill) for line in flavor.sample(_DOC_LINES, k=flavor.randrange(1, 4))]
+    return '"""' + title + "\n\n" + "\n".join(body) + '\n"""'
+
+
+def _helper_seed(flavor: random.Random, r: Recipe) -> str:
+    extra = (
+        "\n    torch.manual_seed(seed)\n    torch.cuda.manual_seed_all(seed)"
+        if r.model in TORCH_MODELS
+        else ""
+    )
+    return (
+        f"def {flavor.choice(('seed_everything', 'set_seed', 'fix_seeds'))}(seed=SEED):\n"
+        f'    """Make runs repeatable."""\n'
+        "    import random\n\n"
+        "    random.seed(seed)\n"
+        '    os.environ["PYTHONHASHSEED"] = str(seed)\n'
+        f"    np.random.seed(seed){extra}"
+    )
+
+
+def _helper_timer(flavor: random.Random, r: Recipe) -> str:
+    name = flavor.choice(("timer", "timed", "log_time", "stopwatch"))
+    return (
+        "from contextlib import contextmanager\n\n\n"
+        "@contextmanager\n"
+        f"def {name}(label):\n"
+        "    import time as _time\n\n"
+        "    start = _time.time()\n"
+        "    yield\n"
+        f'    print(f"[{{label}}] done in {{_time.time() - start:.{flavor.choice((1, 2, 3))}f}}s")'
+    )
+
+
+def _helper_memory(flavor: random.Random, r: Recipe) -> str:
+    return (
+        f"def {flavor.choice(('reduce_mem_usage', 'downcast', 'shrink_frame'))}(df):\n"
+        '    """Downcast numeric columns to save memory on the larger tables."""\n'
+        '    for col in df.select_dtypes("number").columns:\n'
+        f'        if df[col].dtype == "float64":\n'
+        f'            df[col] = df[col].astype("{flavor.choice(("float32", "float32", "float16"))}")\n'
+        '        elif df[col].dtype == "int64":\n'
+        '            df[col] = pd.to_numeric(df[col], downcast="integer")\n'
+        "    return df"
+    )
+
+
+def _helper_check(flavor: random.Random, r: Recipe) -> str:
+    t = r.task
+    return (
+        f"def {flavor.choice(('check_submission', 'validate_submission', 'sanity_check'))}(frame, test_frame):\n"
+        f'    assert list(frame.columns) == ["{t.id_col}", "{t.target}"], frame.columns\n'
+        "    assert len(frame) == len(test_frame), (len(frame), len(test_frame))\n"
+        f'    assert frame["{t.target}"].notna().all(), "NaN predictions"\n'
+        f'    print("submission looks valid:", frame.shape)'
+    )
+
+
+def _helper_log(flavor: random.Random, r: Recipe) -> str:
+    fmt = flavor.choice(("%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%H:%M"))
+    return (
+        f"def {flavor.choice(('log', 'info', 'say'))}(*args):\n"
+        "    from datetime import datetime\n\n"
+        f'    print(datetime.now().strftime("{fmt}"), *args, flush=True)'
+    )
+
+
+def _helper_clip(flavor: random.Random, r: Recipe) -> str:
+    lo, hi = sorted((round(flavor.uniform(-5, 0), 2), round(flavor.uniform(1, 8), 2)))
+    return (
+        f"def {flavor.choice(('clip_predictions', 'postprocess', 'clip_preds'))}(pred, lo={lo}, hi={hi}):\n"
+        f'    """Targets outside [{lo}, {hi}] do not occur in training; clip to that range."""\n'
+        "    return np.clip(pred, lo, hi)"
+    )
+
+
+_HELPERS = (_helper_seed, _helper_timer, _helper_memory, _helper_check, _helper_log, _helper_clip)

@@ -63,7 +63,7 @@ _WARNINGS = (
     f"{SITE}/rdkit/Chem/AllChem.py:0: DeprecationWarning: please use MorganGenerator\n",
     f"{SITE}/pandas/core/arraylike.py:399: RuntimeWarning: invalid value encountered in log1p\n  result = getattr(ufunc, method)(*inputs, **kwargs)\n",
     f"{SITE}/xgboost/core.py:158: UserWarning: [17:09:12] WARNING: /workspace/src/common/error_msg.cc:58: Falling back to prediction using DMatrix due to mismatched devices. This might lead to higher memory usage and slower performance.\n  warnings.warn(smsg, UserWarning)\n",
-    f"{SITE}/anndata/_core/anndata.py:1758: UserWarning: Observation names are not unique. To make them unique, call `.obs_names_make_unique`.\n  utils.warn_names_duplicates(\"obs\")\n",
+    f'{SITE}/anndata/_core/anndata.py:1758: UserWarning: Observation names are not unique. To make them unique, call `.obs_names_make_unique`.\n  utils.warn_names_duplicates("obs")\n',
 )
 
 
@@ -106,7 +106,11 @@ def training_log(
         elif recipe.model == "lightgbm":
             out += print_line("Training until validation scores don't improve for 100 rounds")
             loss = rng.uniform(0.5, 1.5)
-            rounds = recipe.n_estimators if not unfinished else rng.randrange(200, recipe.n_estimators + 201)
+            rounds = (
+                recipe.n_estimators
+                if not unfinished
+                else rng.randrange(200, recipe.n_estimators + 201)
+            )
             for it in range(200, rounds + 1, 200):
                 loss *= rng.uniform(0.9, 0.99)
                 out += print_line(f"[{it}]\tvalid_0's {_loss_name(recipe)}: {loss:.6f}")
@@ -116,16 +120,22 @@ def training_log(
                 out += print_line(f"[{best}]\tvalid_0's {_loss_name(recipe)}: {loss * 0.995:.6f}")
         elif recipe.model == "xgboost":
             loss = rng.uniform(0.8, 1.6)
-            rounds = recipe.n_estimators if not unfinished else rng.randrange(1, recipe.n_estimators)
+            rounds = (
+                recipe.n_estimators if not unfinished else rng.randrange(1, recipe.n_estimators)
+            )
             for it in range(0, rounds, 200):
                 loss *= rng.uniform(0.85, 0.98)
                 out += print_line(f"[{it}]\tvalidation_0-rmse:{loss:.5f}")
             if not unfinished:
-                out += print_line(f"[{recipe.n_estimators - 1}]\tvalidation_0-rmse:{loss * 0.99:.5f}")
+                out += print_line(
+                    f"[{recipe.n_estimators - 1}]\tvalidation_0-rmse:{loss * 0.99:.5f}"
+                )
         elif recipe.model == "catboost":
             learn = rng.uniform(0.9, 1.8)
             total = 0.0
-            rounds = recipe.n_estimators if not unfinished else rng.randrange(1, recipe.n_estimators)
+            rounds = (
+                recipe.n_estimators if not unfinished else rng.randrange(1, recipe.n_estimators)
+            )
             for it in range(0, rounds, 200):
                 learn *= rng.uniform(0.8, 0.97)
                 total += rng.uniform(5, 40)
@@ -152,7 +162,9 @@ def stage_output(
     reached = STAGES.index(until)
     out: list[str] = []
     if reached > STAGES.index("load"):
-        out += print_args("train", (data.n_train, rng.choice((3, 4, 12, 28))), "test", (data.n_test, 2))
+        out += print_args(
+            "train", (data.n_train, rng.choice((3, 4, 12, 28))), "test", (data.n_test, 2)
+        )
         if rng.random() < 0.15:
             out.append(rng.choice(_WARNINGS))
     if reached > STAGES.index("target"):

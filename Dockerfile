@@ -1,0 +1,78 @@
+# syntax=docker/dockerfile:1
+#
+# analyze-failures as a batch-job image.
+#   docker build -t biomlbench-failure-analysis .
+#   docker run --rm -v "$PWD/output:/data" -e BUCKET_PATH=s3://bucket/prefix/ biomlbench-failure-analysis
+# Configuration is environment only (see entrypoint.sh and docs/container.md).
+
+# One pin for both stages: the venv built below links to this interpreter, so the
+# final stage must have the very same Python. Pinned to a patch release; bump it
+# on purpose (a digest pin would be stronger but cannot be resolved offline).
+ARG PYTHON_IMAGE=python:3.11.18-slim-bookworm
+
+# --- builder: the locked runtime dependencies and the package, in a venv -------
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+# The lock first, alone: the dependency layer is rebuilt only when the lock changes.
+# Every wheel is checked against its hash; --no-deps so nothing unlocked sneaks in.
+COPY requirements/runtime.lock requirements/runtime.lock
+RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements/runtime.lock
+
+# README.md is read by the build backend (pyproject's `readme`).
+COPY pyproject.toml README.md ./
+COPY job ./job
+# Not editable: the final stage gets no source tree, only what is installed.
+# pip itself then leaves the venv: the image needs no installer at run time.
+RUN pip install --no-cache-dir --no-deps . \
+    && pip uninstall --yes pip setuptools
+
+# --- final: interpreter + venv + entrypoint, nothing else -----------------------
+FROM ${PYTHON_IMAGE}
+
+ARG VERSION=0.1.0
+ARG SOURCE_URL=""
+LABEL org.opencontainers.image.title="biomlbench-failure-analysis" \
+      org.opencontainers.image.description="Batch job: fetch failed biomlbench run groups from S3, extract them safely and report why the agents failed." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.licenses="MIT"
+
+# A fixed uid/gid (not just a name): Kubernetes' runAsNonRoot can only verify a
+# numeric USER, and host folders can be chown'ed to it ahead of time.
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid 10001 --home-dir /home/app --create-home \
+       --shell /usr/sbin/nologin app \
+    && install -d -o 10001 -g 10001 -m 0755 /data
+
+COPY --from=builder /opt/venv /opt/venv
+COPY --chmod=0755 entrypoint.sh /usr/local/bin/entrypoint.sh
+
+# PYTHONDONTWRITEBYTECODE: the venv is precompiled and the root filesystem may be
+# read-only (Kubernetes). PYTHONUNBUFFERED: log lines reach `docker logs` at once.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/app \
+    OUTPUT_DIR=/data
+
+# /data is created above owned by 10001, so a fresh named volume inherits that owner.
+VOLUME ["/data"]
+WORKDIR /data
+USER 10001:10001
+
+# A batch job has no "healthy" state to probe: it runs, then exits with its status
+# (0 ok, 1 some items failed, 2 configuration error, 143 stopped). The orchestrator
+# watches the exit code and the deadline instead.
+HEALTHCHECK NONE
+
+# Exec form, and the script execs the job: analyze-failures becomes PID 1 and
+# receives SIGTERM itself (it stops cleanly and exits 143). No arguments = `run`.
+ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
