@@ -50,9 +50,9 @@ def test_faults_on_most_first_attempts_still_give_the_fault_free_output(
 
     policy = FaultPolicy(seed=11, rate=0.7, first_attempts=2)
     out = tmp_path / "out"
-    with FaultProxy(s3_server.endpoint_url, policy, stall_seconds=READ_TIMEOUT * 3) as proxy:
-        with capture_logs() as logs:
-            summary = run_download(config(bucket, out, proxy.endpoint_url))
+    proxy = FaultProxy(s3_server.endpoint_url, policy, stall_seconds=READ_TIMEOUT * 3)
+    with proxy, capture_logs() as logs:
+        summary = run_download(config(bucket, out, proxy.endpoint_url))
     assert proxy.errors == []
     injected = [e for e in proxy.events if e["fault"]]
     kinds = {e["fault"] for e in injected}
@@ -108,9 +108,8 @@ def test_faults_that_never_clear_fail_that_item_after_the_configured_attempts(
 def test_listing_is_retried_like_downloads(s3_server, s3, bucket, tmp_path):
     seed(s3, bucket, 3, size=1000)
     policy = FaultPolicy(seed=3, rate=1.0, kinds=("slowdown",), key_filter=lambda key: key == "")
-    with FaultProxy(s3_server.endpoint_url, policy) as proxy:
-        with capture_logs() as logs:
-            summary = run_download(config(bucket, tmp_path / "out", proxy.endpoint_url))
+    with FaultProxy(s3_server.endpoint_url, policy) as proxy, capture_logs() as logs:
+        summary = run_download(config(bucket, tmp_path / "out", proxy.endpoint_url))
     assert summary.succeeded == 3
     list_retries = [
         e for e in logs if e["event"] == "download.retry" and e.get("operation") == "list"
@@ -138,7 +137,7 @@ def test_adaptive_throttle_gets_far_fewer_rejections_than_fixed_concurrency(
                 )
             )
         results[adaptive] = (summary.failed, limit.rejected, limit.accepted)
-    fixed_failed, fixed_rejected, _ = results[False]
+    _fixed_failed, fixed_rejected, _ = results[False]
     adaptive_failed, adaptive_rejected, _ = results[True]
     assert adaptive_failed == 0
     assert fixed_rejected > 0
