@@ -136,13 +136,13 @@ def _make_node(
         p_bug = s.p_bug_draft
     elif stage == "debug":
         recipe = parent_node.recipe
-        if rng.random() < 0.5:  # the LLM re-emits the whole script in its own words
+        if rng.random() < 0.75:  # the LLM re-emits the whole script in its own words
             recipe = recipe.rewritten(rng)
         p_bug = s.p_bug_debug
     else:
         what = rng.choice(IMPROVEMENTS)
         recipe = parent_node.recipe.improved(what, rng)
-        if rng.random() < 0.35:
+        if rng.random() < 0.8:
             recipe = recipe.rewritten(rng)
         p_bug = s.p_bug_improve
     buggy = s.hopeless or rng.random() < p_bug

@@ -158,9 +158,31 @@ class Script:
 class _Writer:
     """Collects lines and anchors while a script is rendered."""
 
-    def __init__(self) -> None:
+    def __init__(self, flavor: random.Random | None = None, recipe: Recipe | None = None) -> None:
         self.lines: list[str] = []
         self.anchors: dict[str, int] = {}
+        self.flavor = flavor
+        self.recipe = recipe
+
+    def remark(self, indent: str = "", p: float = 0.45) -> None:
+        """Maybe a free-form comment, as LLM-written code is full of them."""
+        if self.flavor is None or self.recipe is None or self.flavor.random() > p:
+            return
+        r, f = self.recipe, self.flavor
+        text = f.choice(_REMARKS).format(
+            folds=r.folds,
+            n=r.n_estimators,
+            lr=r.lr,
+            seed=r.seed,
+            bits=r.n_bits,
+            target=r.task.target,
+            metric=r.task.metric,
+            bs=r.batch_size,
+            epochs=r.epochs,
+            k=f.randrange(2, 50),
+            pct=f.randrange(5, 95),
+        )
+        self.lines.append(f"{indent}# {text}")
 
     def add(self, text: str = "", role: str | None = None) -> None:
         if role:
@@ -250,12 +272,12 @@ _KIND_IMPORTS = {
 
 def render(recipe: Recipe) -> Script:
     """Turn a recipe into a plausible, runnable-looking AIDE solution script."""
-    w = _Writer()
     r = recipe
     t = r.task
     comments = _COMMENTS[r.comment_style]
     metric_import, metric_fn = _METRIC_IMPORT[t.metric]
     flavor = random.Random(r.flavor)
+    w = _Writer(flavor, r)
 
     doc = _docstring(flavor, r)
     if doc:
@@ -297,14 +319,18 @@ def render(recipe: Recipe) -> Script:
     _render_metric(w, metric_fn, t)
     if comments[0]:
         w.add(comments[0])
+    w.remark()
     _render_load(w, r)
     w.blank()
     if comments[1]:
         w.add(comments[1])
+    w.remark()
     _render_features(w, r)
+    w.remark()
     w.blank()
     if comments[2]:
         w.add(comments[2])
+    w.remark()
     if r.model in TORCH_MODELS:
         _render_torch_cv(w, r)
     else:
@@ -477,6 +503,7 @@ def _render_tree_cv(w: _Writer, r: Recipe) -> None:
     w.add(f"for fold, (tr_idx, va_idx) in enumerate(kf.split({xv})):", role="loop")
     w.add(f"    X_tr, X_va = {xv}[tr_idx], {xv}[va_idx]")
     w.add("    y_tr, y_va = y[tr_idx], y[va_idx]")
+    w.remark("    ")
     w.add(f"    model = {_model_ctor(r)}", role="model")
     if r.model == "lightgbm":
         w.add(
@@ -492,6 +519,7 @@ def _render_tree_cv(w: _Writer, r: Recipe) -> None:
     w.add("    test_pred += model.predict(X_test) / N_FOLDS")
     w.add("    score = score_fn(y_va, oof[va_idx])")
     w.add("    scores.append(score)")
+    w.remark("    ")
     w.add('    print(f"Fold {fold}: %s = {score:.4f}")' % r.task.metric, role="print_fold")
     if "seed_average" in r.improvements:
         w.add("    # second seed for a more stable average")
@@ -571,6 +599,7 @@ def _render_torch_cv(w: _Writer, r: Recipe) -> None:
         )
     w.add("    train_dl = DataLoader(train_ds, batch_size=BATCH_SIZE, shuffle=True, num_workers=4)")
     w.add("    valid_dl = DataLoader(valid_ds, batch_size=BATCH_SIZE * 2)")
+    w.remark("    ")
     w.add("    for epoch in range(EPOCHS):", role="loop")
     w.add("        model.train()")
     w.add("        total = 0.0")
@@ -603,6 +632,7 @@ def _render_torch_cv(w: _Writer, r: Recipe) -> None:
 
 def _render_submission(w: _Writer, r: Recipe) -> None:
     t = r.task
+    w.remark()
     w.add('os.makedirs("./submission", exist_ok=True)')
     if r.model in TORCH_MODELS:
         w.add("final = build_model()")
@@ -772,3 +802,31 @@ def _helper_clip(flavor: random.Random, r: Recipe) -> str:
 
 
 _HELPERS = (_helper_seed, _helper_timer, _helper_memory, _helper_check, _helper_log, _helper_clip)
+
+
+_REMARKS = (
+    "{folds} folds is a compromise between runtime and variance of the estimate",
+    "TODO: try more than {n} estimators once the pipeline is stable",
+    "learning rate {lr} worked reasonably in the previous iteration",
+    "keep the seed fixed ({seed}) so folds are identical across runs",
+    "{bits}-bit fingerprints; collisions are rare at this size",
+    "the target column is {target}",
+    "evaluation metric: {metric}",
+    "batch size {bs} fits comfortably on a 16 GB GPU",
+    "{epochs} epochs was enough for convergence in earlier experiments",
+    "roughly {pct}% of rows have at least one missing descriptor",
+    "drop near-constant columns (std < 1e-{k} is useless for the model)",
+    "NOTE: the test set has no labels, only ids",
+    "make sure predictions are aligned with the original test order",
+    "predictions are averaged over the {folds} fold models",
+    "use float32 everywhere to halve the memory footprint",
+    "{k} features were removed after the correlation filter",
+    "this mirrors the competition's {metric} implementation",
+    "about {pct}% of the time is spent in featurisation",
+    "avoid data leakage: fit the preprocessing inside each fold",
+    "early stopping patience of {k} rounds",
+    "sanity check: shapes should match before fitting",
+    "reuse the same split for every model so the OOF scores are comparable",
+    "clip extreme values at the {pct}th percentile",
+    "the grader expects exactly two columns",
+)
