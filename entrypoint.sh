@@ -20,6 +20,14 @@ set -euo pipefail
 bin=${ANALYZE_FAILURES_BIN:-analyze-failures}
 output_dir=${OUTPUT_DIR:-/data}
 
+# `VAR=` in a compose .env arrives as an empty value, and boto3 reads an empty
+# AWS_PROFILE as a profile named "" (ProfileNotFound). Empty means unset, always.
+for var in AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
+    AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_ENDPOINT_URL \
+    AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE SHARD_INDEX SHARD_COUNT; do
+    [[ -z ${!var-unset} ]] && unset "$var"
+done
+
 # Configuration errors: one line on stderr and exit 2, like the CLI's own.
 die() {
     printf 'entrypoint: %s\n' "$*" >&2
@@ -90,7 +98,7 @@ done
 # is how a new deployment is tried out, and this is its most common mistake.
 # [ -w ] alone is not enough (read-only mounts, full disks, root-squashed NFS can
 # pass it), so a probe file is really created and removed.
-fix="chown it to $(id -u):$(id -g) or set ANALYSIS_OUTPUT (compose) / OUTPUT_DIR to a writable folder"
+fix="chown it to $(id -u):$(id -g), or mount a writable folder (compose: set ANALYSIS_OUTPUT, or ANALYZE_UID/ANALYZE_GID to its owner)"
 if [[ ! -d $output_dir ]]; then
     die "output dir $output_dir does not exist: mount a volume there or set OUTPUT_DIR"
 fi

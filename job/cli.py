@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     _download_flags(run)
     run.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
+
+    mg = sub.add_parser("merge", help="combine the shard manifests and indexes of a run root")
+    mg.add_argument(
+        "--log-format", choices=("json", "console"), default=os.environ.get("LOG_FORMAT", "json")
+    )
+    mg.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
+    mg.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
     return parser
 
 
@@ -214,6 +221,15 @@ def _parse_config(args: argparse.Namespace, runs: Path, out: Path, shard: Shard)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "merge":
+        from job.logs import get_logger
+        from job.merge import merge_outputs
+
+        root: Path = args.output_dir
+        if not (root / "failed_runs").is_dir() and not (root / "aide_journals").is_dir():
+            raise UsageError(f"{root} holds no failed_runs/ or aide_journals/ to merge")
+        get_logger().info("merge.done", root=str(root), **merge_outputs(root))
+        return EXIT_OK
     shard = _shard(args)
     if args.command == "download":
         from job.download import run_download
@@ -228,7 +244,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from job.download import run_download
         from job.parse import run_parse
 
-        root: Path = args.output_dir
+        root = args.output_dir
         downloaded = run_download(_download_config(args, root / "failed_runs", shard))
         parsed = run_parse(_parse_config(args, root / "failed_runs", root / "aide_journals", shard))
         return max(downloaded.exit_status, parsed.exit_status)

@@ -15,13 +15,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from job.atomic import is_temporary, remove_tree
+from job.atomic import TEMP_MARKER, is_temporary, remove_tree
 from job.config import DownloadConfig
 from job.errors import Cancelled, ItemError, UsageError
 from job.fetch import Fetcher, FetchResult, InFlight
 from job.listing import Archive, list_archives, parse_bucket_path
 from job.logs import get_logger
-from job.manifest import Manifest, Record, load, now_iso
+from job.manifest import Manifest, Record, load, manifest_path, now_iso
 from job.progress import Progress
 from job.retrying import diagnose
 from job.s3client import make_client
@@ -76,21 +76,28 @@ def plan(
     return planned
 
 
-def _remove_stale(output_dir: Path, archives: list[Archive]) -> int:
-    """Delete temporaries a killed run left beside archive folders.
+def _remove_stale(output_dir: Path, archives: list[Archive], manifest_file: Path) -> int:
+    """Delete temporaries a killed run left for *these* archives (and this manifest).
 
-    Only the folders that can hold archive folders are scanned (never the
-    extracted trees themselves), so this stays cheap with many thousands of runs.
+    Only the folders that can hold archive folders are scanned (never the extracted
+    trees), so this stays cheap with many thousands of runs; and only names that
+    belong to this worker's archives are touched, because shard workers on other
+    machines may be writing their own temporaries into the same folders right now.
     """
-    parents = {output_dir} | {(output_dir / a.folder).parent for a in archives}
+    wanted: dict[Path, set[str]] = {output_dir: {f".{manifest_file.name}{TEMP_MARKER}"}}
+    for archive in archives:
+        target = output_dir / archive.folder
+        wanted.setdefault(target.parent, set()).update(
+            {f".{target.name}{TEMP_MARKER}", f".{target.name}.tar.gz{TEMP_MARKER}"}
+        )
     removed = 0
-    for parent in parents:
+    for parent, prefixes in wanted.items():
         try:
             entries = list(os.scandir(parent))
         except OSError:
             continue
         for entry in entries:
-            if is_temporary(entry.name):
+            if is_temporary(entry.name) and entry.name.startswith(tuple(prefixes)):
                 remove_tree(Path(entry.path))
                 removed += 1
     return removed
@@ -168,7 +175,9 @@ def run_download(cfg: DownloadConfig) -> StageSummary:
             log.warning("download.plan", key=key, status="rejected", error=reason)
         return summary
 
-    removed = _remove_stale(cfg.output_dir, archives)
+    removed = _remove_stale(
+        cfg.output_dir, archives, manifest_path(cfg.output_dir, cfg.shard.suffix)
+    )
     if removed:
         log.info("download.cleanup", removed_temporaries=removed)
     manifest = Manifest(

@@ -148,6 +148,7 @@ def test_pass_through_is_byte_identical_and_keeps_the_connection(
     assert stats["by_method"] == {"GET": len(objects) + 1}
     assert stats["connections"] == 1  # keep-alive: one pooled connection served them all
     assert [e["status"] for e in proxy.events] == [200] * (len(objects) + 1)
+    assert all(e["seconds"] is not None for e in proxy.events)  # all finished
     assert proxy.events[0]["key"] == "runs/big.tar.gz"
     assert proxy.events[0]["body_bytes"] == len(objects["runs/big.tar.gz"])
     assert proxy.errors == []
@@ -238,8 +239,10 @@ def test_large_objects_stream_through_without_buffering(
     # A sparse file in the server's folder: no upload time, no disk used.
     with open(s3_server.root / bucket / "big.bin", "wb") as sparse:
         sparse.truncate(size)
-    with FaultProxy(s3_server.endpoint_url) as proxy:
-        client = _client(proxy.endpoint_url)
+    # rclone hashes the whole file for its ETag before the first byte (seconds for 1 GiB,
+    # more on a loaded machine); this test is about streaming, so wait for it.
+    with FaultProxy(s3_server.endpoint_url, upstream_timeout=600) as proxy:
+        client = _client(proxy.endpoint_url, read_timeout=600)
         tracemalloc.start()
         try:
             response = client.get_object(Bucket=bucket, Key="big.bin")
@@ -311,6 +314,7 @@ def test_stall_is_a_read_timeout_and_close_cuts_it_short(
 
     assert proxy.events[0]["fault"] == "stall"
     assert proxy.events[0]["status"] is None
+    assert proxy.events[0]["seconds"] < 600  # ended by close(), not by the stall running out
     assert proxy.errors == []
 
 

@@ -349,8 +349,6 @@ window.addEventListener("load", () => { draw(); if (treeStructData.plan.length) 
 
 def tree_plot_chunks(nodes: list[Node], exp_name: str) -> Iterator[str]:
     """``tree_plot.html``: a page embedding the tree as ``treeStructData`` (as AIDE's does)."""
-    index = {id(n): i for i, n in enumerate(nodes)}
-    del index
     edges = [[n.parent, i] for i, n in enumerate(nodes) if n.parent is not None]
     yield _TREE_HEAD
     yield '{"edges": ' + json.dumps(edges)

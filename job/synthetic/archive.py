@@ -202,6 +202,7 @@ class _Entry:
     content: Content | None  # None: a directory
     mtime: float
     limit: int | None = None  # cut a generated file to exactly this many bytes
+    exact: bool = False  # the generator yields at least ``limit`` bytes: stream, don't spool
 
 
 @dataclass
@@ -243,7 +244,7 @@ class _RunFiles:
         ).encode()
         has_good = aide.best_index(nodes, run.task) is not None
         fixed = _size(journal) + _size(tree) + sum(map(len, small.values())) + len(run_log)
-        verbose_bytes, sub_bytes = self._split(fixed, has_submission=has_good, log_share=0.75)
+        verbose_bytes, sub_bytes = self._split(fixed, has_submission=has_good, log_share=0.5)
         if run.verbose_log_bytes is not None:
             verbose_bytes = run.verbose_log_bytes
         exp = f"{root}/logs/{run.exp_name}"
@@ -276,6 +277,7 @@ class _RunFiles:
                 ),
                 end,
                 verbose_bytes,
+                exact=verbose_bytes is not None,
             ),
             _Entry(f"{exp}/best_solution.py", small["best_solution.py"], end),
             _Entry(f"{exp}/config.yaml", small["config.yaml"], end),
@@ -441,10 +443,34 @@ def _submission_rows(
 # --- spooling and tar writing -----------------------------------------------------------
 
 
+def _encoded(chunks: Iterable[bytes | str]) -> Iterator[bytes]:
+    return (c.encode() if isinstance(c, str) else c for c in chunks)
+
+
+class _GenReader:
+    """A ``read(n)`` view of a chunk generator, for files whose size is known up front."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buf += chunk
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
 def _spool(chunks: Iterable[bytes | str], limit: int | None = None) -> IO[bytes]:
     """Write generated content to a spooled temp file; ``limit`` cuts it (ending in a newline)."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
-    encoded = (c.encode() if isinstance(c, str) else c for c in chunks)
+    encoded = _encoded(chunks)
     for chunk in _cut(encoded, limit) if limit is not None else encoded:
         spool.write(chunk)
     return spool
@@ -469,7 +495,7 @@ def _member(path: str, mtime: float, *, size: int = 0, directory: bool = False) 
     return info
 
 
-def _tree_order(entries: list[_Entry], top: str) -> list[_Entry]:
+def _tree_order(entries: list[_Entry]) -> list[_Entry]:
     """The order of ``tarfile.add`` on a folder: a directory, then its entries sorted by name."""
     by_path = {e.path: e for e in entries}
     children: dict[str, list[str]] = {}
@@ -490,7 +516,6 @@ def _tree_order(entries: list[_Entry], top: str) -> list[_Entry]:
             ordered.append(by_path[sub])
             walk(sub)
 
-    del top
     walk("")
     return ordered
 
@@ -542,14 +567,14 @@ def _write_members(
     # Only the paths are needed to decide the order; a run's files are rendered when reached.
     for run_id in run_dirs:
         entries.append(_Entry(run_id, None, top_time))
-    order = _tree_order(entries, spec.name)
+    order = _tree_order(entries)
     tar.addfile(_member(spec.name, top_time, directory=True))
     for entry in order:
         if entry.path in runs:
             files = _RunFiles(runs[entry.path], spec.when, budget)
             files.build()
             tar.addfile(_member(f"{spec.name}/{entry.path}", entry.mtime, directory=True))
-            for sub in _tree_order(files.entries, entry.path):
+            for sub in _tree_order(files.entries):
                 if sub.path == entry.path or not sub.path.startswith(entry.path + "/"):
                     continue
                 _add(tar, f"{spec.name}/{sub.path}", sub)
@@ -563,6 +588,10 @@ def _add(tar: tarfile.TarFile, name: str, entry: _Entry) -> None:
         return
     if isinstance(entry.content, bytes):
         tar.addfile(_member(name, entry.mtime, size=len(entry.content)), io.BytesIO(entry.content))
+        return
+    if entry.exact and entry.limit is not None and callable(entry.content):
+        reader = _GenReader(_cut(_encoded(entry.content()), entry.limit))
+        tar.addfile(_member(name, entry.mtime, size=entry.limit), reader)  # type: ignore[arg-type]
         return
     if hasattr(entry.content, "read"):
         spool: IO[bytes] = entry.content  # type: ignore[assignment]

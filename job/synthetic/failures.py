@@ -205,7 +205,6 @@ def key_error(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
         )
         role, stage, frame_obj = "submission_frame", "submission", "test"
         cause = f"the test table has no `{wrong}` column when the submission is built"
-    source = s.line(role).strip()
     expr = f'{frame_obj}["{wrong}"]'
     frames = [
         _run_frame(s, role, expr, tilde=len(frame_obj)),
@@ -218,7 +217,6 @@ def key_error(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Crash:
         ),
         _lib("pandas/core/indexes/base.py", 3812, "get_loc", "raise KeyError(key) from err"),
     ]
-    del source
     return Crash(
         kind="key_error",
         exc_type="KeyError",
@@ -473,7 +471,6 @@ def shape_mismatch(rng: random.Random, s: Script, r: Recipe, d: RunData) -> Cras
     if r.model in TORCH_MODELS and r.task.kind != "image":
         wrong = d.n_features - rng.choice((4, 2, 1)) if d.n_features > 8 else d.n_features + 3
         msg = f"mat1 and mat2 shapes cannot be multiplied ({r.batch_size}x{d.n_features} and {wrong}x{r.hidden})"
-        s.replace_line("features", s.line("features"))
         return Crash(
             kind="shape_mismatch",
             exc_type="RuntimeError",

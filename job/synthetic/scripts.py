@@ -66,7 +66,14 @@ class Recipe:
 
     def rewritten(self, rng: random.Random) -> Recipe:
         """The same solution as an LLM re-emits it: new wording, same logic."""
-        return replace(self, flavor=rng.getrandbits(32), comment_style=rng.randrange(4))
+        changes: dict[str, object] = {
+            "flavor": rng.getrandbits(32),
+            "comment_style": rng.randrange(4),
+        }
+        if rng.random() < 0.3:
+            changes["batch_size"] = rng.choice((32, 64, 128, 256, 512))
+            changes["seed"] = rng.choice((0, 7, 13, 21, 42, 123, 2024, 2025, 1337))
+        return replace(self, **changes)  # type: ignore[arg-type]
 
     def improved(self, what: str, rng: random.Random) -> Recipe:
         """The recipe of an *improve* child: one change on top of the parent."""
@@ -100,7 +107,7 @@ def new_recipe(rng: random.Random, task: Task) -> Recipe:
         depth=rng.choice((4, 6, 8, 10, -1)),
         radius=rng.choice((2, 2, 3)),
         n_bits=rng.choice((1024, 2048, 2048, 4096)),
-        epochs=rng.choice((5, 10, 15, 20, 30, 50)),
+        epochs=rng.choice((5, 8, 10, 15, 20)),
         batch_size=rng.choice((32, 64, 128, 256, 512)),
         hidden=rng.choice((128, 256, 512, 1024)),
         train_var=rng.choice(("train", "train_df", "df_train", "train_data")),
@@ -164,7 +171,7 @@ class _Writer:
         self.flavor = flavor
         self.recipe = recipe
 
-    def remark(self, indent: str = "", p: float = 0.45) -> None:
+    def remark(self, indent: str = "", p: float = 0.6) -> None:
         """Maybe a free-form comment, as LLM-written code is full of them."""
         if self.flavor is None or self.recipe is None or self.flavor.random() > p:
             return
@@ -419,7 +426,7 @@ def _render_features(w: _Writer, r: Recipe) -> None:
     elif t.kind == "image":
         w.add("class PatchDataset(Dataset):")
         w.add("    def __init__(self, df, folder, labels=True):")
-        w.add('        self.ids = df["%s"].values' % t.id_col)
+        w.add(f'        self.ids = df["{t.id_col}"].values')
         w.add(f'        self.y = df["{t.target}"].values if labels else None')
         w.add("        self.folder = folder")
         w.blank()
@@ -445,7 +452,7 @@ def _render_features(w: _Writer, r: Recipe) -> None:
         else:
             w.add(f'gene_cols = [c for c in {tv}.columns if c not in ("{t.id_col}", "{t.target}")]')
             w.add(f"{xv} = np.log1p({tv}[gene_cols].values.astype(np.float32))", role="features")
-        w.add("X_test = np.log1p(test.drop(columns=[%r]).values.astype(np.float32))" % t.id_col)
+        w.add(f"X_test = np.log1p(test.drop(columns=[{t.id_col!r}]).values.astype(np.float32))")
     else:
         w.add(f'num_cols = {tv}.select_dtypes("number").columns.drop("{t.target}")')
         w.add(f"{xv} = {tv}[num_cols].fillna({tv}[num_cols].median()).values", role="features")
@@ -459,6 +466,11 @@ def _render_features(w: _Writer, r: Recipe) -> None:
         target_expr = f"np.log1p({target_expr})"
     w.add(f"y = {target_expr}", role="target")
     w.add(f'print("features", {xv}.shape, "target", y.shape)', role="print_features")
+
+
+def _m(template: str, metric: str) -> str:
+    """Put the metric's name into a line of generated code that is itself an f-string."""
+    return template.replace("METRIC", metric)
 
 
 def _smiles_col(t: Task) -> str:
@@ -520,7 +532,7 @@ def _render_tree_cv(w: _Writer, r: Recipe) -> None:
     w.add("    score = score_fn(y_va, oof[va_idx])")
     w.add("    scores.append(score)")
     w.remark("    ")
-    w.add('    print(f"Fold {fold}: %s = {score:.4f}")' % r.task.metric, role="print_fold")
+    w.add(_m('    print(f"Fold {fold}: METRIC = {score:.4f}")', r.task.metric), role="print_fold")
     if "seed_average" in r.improvements:
         w.add("    # second seed for a more stable average")
         w.add("    model.set_params(random_state=SEED + 100 + fold)")
@@ -530,8 +542,10 @@ def _render_tree_cv(w: _Writer, r: Recipe) -> None:
     w.blank()
     w.add("cv_score = score_fn(y, oof)")
     w.add(
-        'print(f"Validation %s: {cv_score:.4f} (mean of folds {np.mean(scores):.4f} +- {np.std(scores):.4f})")'
-        % r.task.metric,
+        _m(
+            'print(f"Validation METRIC: {cv_score:.4f} (mean of folds {np.mean(scores):.4f} +- {np.std(scores):.4f})")',
+            r.task.metric,
+        ),
         role="print_cv",
     )
 
@@ -618,8 +632,10 @@ def _render_torch_cv(w: _Writer, r: Recipe) -> None:
     )
     w.add("        score = score_fn(y[va_idx], preds)")
     w.add(
-        '        print(f"fold {fold} epoch {epoch + 1}/{EPOCHS} train_loss {total / len(train_ds):.4f} val %s {score:.4f}")'
-        % t.metric,
+        _m(
+            '        print(f"fold {fold} epoch {epoch + 1}/{EPOCHS} train_loss {total / len(train_ds):.4f} val METRIC {score:.4f}")',
+            t.metric,
+        ),
         role="print_epoch",
     )
     w.add("    oof[va_idx] = preds", role="predict")
@@ -627,7 +643,7 @@ def _render_torch_cv(w: _Writer, r: Recipe) -> None:
     w.add('    torch.save(model.state_dict(), f"./working/model_fold{fold}.pt")')
     w.blank()
     w.add("cv_score = score_fn(y, oof)")
-    w.add('print(f"Validation %s: {cv_score:.4f}")' % t.metric, role="print_cv")
+    w.add(_m('print(f"Validation METRIC: {cv_score:.4f}")', t.metric), role="print_cv")
 
 
 def _render_submission(w: _Writer, r: Recipe) -> None:

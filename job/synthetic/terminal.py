@@ -101,7 +101,8 @@ def training_log(
                 score = scores[fold] - (recipe.epochs - epoch) * rng.uniform(0.0, 0.004)
                 out += print_line(
                     f"fold {fold} epoch {epoch + 1}/{recipe.epochs} train_loss {loss:.4f} "
-                    f"val {metric} {score:.4f}"
+                    f"val {metric} {score:.4f} lr {recipe.lr * rng.uniform(0.05, 1):.2e} "
+                    f"time {rng.uniform(2, 300):.1f}s"
                 )
         elif recipe.model == "lightgbm":
             out += print_line("Training until validation scores don't improve for 100 rounds")

@@ -257,9 +257,13 @@ class FaultProxy:
             :meth:`close` closes live connections itself).
 
     Observability: ``events`` has one dict per request, in arrival order, with
-    ``seq, method, path, key, attempt, fault, status, body_bytes, error``; ``stats()``
-    sums them up; ``errors`` collects unexpected exceptions inside the proxy (tests
-    should assert it is empty).
+    ``seq, method, path, key, attempt, fault, status, body_bytes, error, started,
+    seconds`` (``status`` is what the proxy sent or began to send, None for stall and
+    reset; ``started`` is seconds since the proxy was created and ``seconds`` how long
+    the proxy spent on the request, None while in flight: when a client times out,
+    these tell a slow upstream from a slow client). ``stats()`` sums them up;
+    ``errors`` collects unexpected exceptions inside the proxy (tests should assert it
+    is empty).
     """
 
     def __init__(
@@ -298,6 +302,7 @@ class FaultProxy:
         self._threads: list[threading.Thread] = []
         self._server: _Server | None = None
         self._serve_thread: threading.Thread | None = None
+        self._started_at = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -418,6 +423,8 @@ class FaultProxy:
                 "status": None,
                 "body_bytes": 0,
                 "error": None,
+                "started": round(time.monotonic() - self._started_at, 6),
+                "seconds": None,
             }
             self.events.append(event)
             return event
@@ -514,6 +521,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(target).path)
         event = self.proxy._admit(self.command, path)
         fault = event["fault"]
+        began = time.monotonic()
         try:
             if fault in (RATE_LIMITED, "slowdown"):
                 self._copy_request_body(None)
@@ -546,6 +554,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Either side hung up or timed out mid-message: the connection is unusable.
             event["error"] = repr(exc)
             self.close_connection = True
+        finally:
+            event["seconds"] = round(time.monotonic() - began, 6)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = _proxy
 

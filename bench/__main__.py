@@ -1,0 +1,359 @@
+"""``python -m bench``: time the job against the old way, plain tools and the floor.
+
+See bench/README.md for what every number means. Typical uses::
+
+    .venv/bin/python -m bench                         # 40 archives x 8 MB, 3 rounds
+    .venv/bin/python -m bench --smoke --json out.json # CI: tiny, one round, < 1 min
+    .venv/bin/python -m bench --scaling               # 10/40/160 archives, 100/1k/5k steps
+    .venv/bin/python -m bench --relist-keys 10000     # incremental re-run over many keys
+    .venv/bin/python -m bench --big-archive-gb 1      # add one ~1 GB archive
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.contenders import CONTENDERS, DOWNLOADERS, environment
+from bench.dataset import Dataset, Params, prepare
+from bench.measure import run_measured
+from bench.report import contender_table, ratio, ratio_lines
+from bench.runner import MB, Series, alternate, run_one
+from job.locals3 import LocalS3
+
+HERE = Path(__file__).resolve().parent
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--archives", type=int, default=40, help="archives in the bucket (default 40)")
+    p.add_argument("--steps", type=int, default=120, help="steps per AIDE journal (default 120)")
+    p.add_argument(
+        "--size-mb", type=float, default=8.0, help="extracted MB per archive (default 8)"
+    )
+    p.add_argument(
+        "--runs-per-group", type=int, default=2, help="runs (journals) per archive (default 2)"
+    )
+    p.add_argument(
+        "--agents", default="aide", help="comma list of agents, round-robin (default aide)"
+    )
+    p.add_argument("--repeats", type=int, default=3, help="rounds of every contender (default 3)")
+    p.add_argument(
+        "--contenders",
+        default="old,pipeline,download,run",
+        help=f"comma list from {','.join(DOWNLOADERS)} (default: all four)",
+    )
+    p.add_argument(
+        "--no-floor", action="store_true", help="skip the in-memory decompress+extract floor"
+    )
+    p.add_argument(
+        "--no-parse", action="store_true", help="skip analyze-failures parse vs the baseline parser"
+    )
+    p.add_argument(
+        "--big-archive-gb",
+        type=float,
+        default=0.0,
+        help="also time one archive of this size on the wire",
+    )
+    p.add_argument(
+        "--scaling",
+        action="store_true",
+        help="10/40/160 archives and 100/1,000/5,000-step journals",
+    )
+    p.add_argument("--scaling-repeats", type=int, default=1)
+    p.add_argument(
+        "--relist-keys",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time a no-op re-run over N tiny keys",
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, one round: finishes in well under a minute",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--timeout", type=float, default=3600, help="seconds before a contender run is killed"
+    )
+    p.add_argument("--json", type=Path, default=None, help="write every number here")
+    p.add_argument("--work-dir", type=Path, default=HERE / "results" / "work")
+    p.add_argument("--cache-dir", type=Path, default=HERE / "results" / "cache")
+    p.add_argument(
+        "--workers", type=int, default=2, help="processes generating datasets (default 2)"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.smoke:
+        args.archives, args.steps, args.size_mb, args.runs_per_group = 3, 8, 0.25, 1
+        args.repeats, args.agents, args.timeout = 1, "aide,biomni", 120.0
+    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = [c for c in contenders if c not in DOWNLOADERS]
+    if unknown:
+        _say(f"unknown contender(s) {unknown}; choose from {DOWNLOADERS}")
+        return 2
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    report: dict[str, Any] = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+    params = Params(
+        archives=args.archives,
+        steps=args.steps,
+        size_mb=args.size_mb,
+        runs_per_group=args.runs_per_group,
+        agents=tuple(a.strip() for a in args.agents.split(",")),
+        seed=args.seed,
+    )
+    data = prepare(args.cache_dir, params, workers=args.workers, log=_say)
+    report.update(compare(args, data, contenders))
+    if args.big_archive_gb > 0:
+        big = prepare(
+            args.cache_dir,
+            Params(
+                archives=0,
+                steps=args.steps,
+                size_mb=None,
+                runs_per_group=2,
+                seed=args.seed,
+                big_archive_gb=args.big_archive_gb,
+            ),
+            workers=args.workers,
+            log=_say,
+        )
+        _say(f"\n== one big archive: {big.describe()}")
+        report["big_archive"] = compare(args, big, contenders, repeats=1, parse=False)
+    if args.scaling:
+        report["scaling"] = scaling(args, contenders)
+    if args.relist_keys:
+        report["relist"] = relist(args, args.relist_keys)
+    report["elapsed_s"] = time.time() - started
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+        _say(f"\nwrote {args.json}")
+    shutil.rmtree(args.work_dir, ignore_errors=True)
+    return 0
+
+
+def compare(
+    args: argparse.Namespace,
+    data: Dataset,
+    contenders: list[str],
+    *,
+    repeats: int | None = None,
+    parse: bool = True,
+) -> dict[str, Any]:
+    """The main table: every downloader (and the floor) alternating, then parse vs baseline."""
+    repeats = repeats or args.repeats
+    names = [*contenders, *([] if args.no_floor else ["floor"])]
+    work = args.work_dir / f"cmp-{data.params.key()}"
+    work.mkdir(parents=True, exist_ok=True)
+    _say(f"\n== dataset: {data.describe()}")
+    _say(f"   {len(names)} contenders x {repeats} rounds, alternating: {' '.join(names)}")
+    with LocalS3(data.root, log_file=work / "rclone.log") as server:
+        env = environment(server.env)
+        results, kept = alternate(
+            names,
+            data,
+            server.endpoint_url,
+            work,
+            env,
+            repeats=repeats,
+            keep_last=("download", "pipeline", "floor") if parse and not args.no_parse else (),
+            timeout=args.timeout,
+            say=_say,
+        )
+    parsed: dict[str, Series] = {}
+    source = kept.get("download") or kept.get("pipeline") or kept.get("floor")
+    if parse and not args.no_parse and source is not None and data.journals:
+        _say(
+            f"\n   parse vs baseline on {data.journals} journals ({data.journal_bytes / MB:.1f} MB) from {source.name}"
+        )
+        parsed, _ = alternate(
+            ["parse", "old_parse"],
+            data,
+            "",
+            work,
+            environment({}),
+            repeats=repeats,
+            source=source,
+            timeout=args.timeout,
+            say=_say,
+        )
+    for path in kept.values():
+        shutil.rmtree(path, ignore_errors=True)
+
+    _say("")
+    _say(contender_table(list(results.values()), data.extracted_bytes))
+    if parsed:
+        _say("")
+        _say(contender_table(list(parsed.values()), data.journal_bytes, "MB/s jrnl"))
+    lines, ratios = ratio_lines(results, parsed)
+    _say("\nratios of medians (lower is faster for the first name):")
+    for line in lines:
+        _say(line)
+    return {
+        "dataset": data.to_json(),
+        "contenders": {n: s.to_json(data.extracted_bytes) for n, s in results.items()},
+        "parse": {n: s.to_json(data.journal_bytes) for n, s in parsed.items()},
+        "ratios": ratios,
+    }
+
+
+def scaling(args: argparse.Namespace, contenders: list[str]) -> list[dict[str, Any]]:
+    """Time per archive as the bucket grows, and per step as journals grow."""
+    scenarios = [
+        Params(
+            archives=n,
+            steps=args.steps,
+            size_mb=args.size_mb,
+            runs_per_group=args.runs_per_group,
+            seed=args.seed,
+        )
+        for n in (10, 40, 160)
+    ] + [
+        Params(
+            archives=10,
+            steps=s,
+            size_mb=None,
+            runs_per_group=1,
+            seed=args.seed,
+            verbose_log_bytes=256 * 1024,
+        )
+        for s in (100, 1000, 5000)
+    ]
+    if args.smoke:
+        scenarios = [
+            replace(p, archives=min(p.archives, 3), steps=min(p.steps, 20))
+            for p in scenarios[:1] + scenarios[3:4]
+        ]
+    rows = []
+    for params in scenarios:
+        data = prepare(args.cache_dir, params, workers=args.workers, log=_say)
+        result = compare(args, data, contenders, repeats=args.scaling_repeats)
+        per = {}
+        for name, s in result["contenders"].items():
+            med = s["median_s"]
+            per[name] = {
+                "median_s": med,
+                "s_per_archive": med / data.archives if med and data.archives else None,
+                "ms_per_step": 1000 * med / data.steps if med and data.steps else None,
+            }
+        for name, s in result["parse"].items():
+            med = s["median_s"]
+            per[name] = {
+                "median_s": med,
+                "ms_per_step": 1000 * med / data.steps if med and data.steps else None,
+            }
+        rows.append({"dataset": result["dataset"], "per": per, "ratios": result["ratios"]})
+    _say("\n== scaling: time per archive (s) and per journal step (ms)")
+    names = sorted({n for row in rows for n in row["per"]})
+    head = f"{'archives':>8} {'steps/jrnl':>10} " + " ".join(
+        f"{n + ' s/arch':>16} {n + ' ms/step':>17}" for n in names
+    )
+    _say(head)
+    for row in rows:
+        d = row["dataset"]
+        cells = []
+        for n in names:
+            p = row["per"].get(n, {})
+            cells.append(
+                f"{_fmt(p.get('s_per_archive'), '{:.3f}'):>16} {_fmt(p.get('ms_per_step'), '{:.3f}'):>17}"
+            )
+        _say(f"{d['archives']:>8} {d['params']['steps']:>10} " + " ".join(cells))
+    return rows
+
+
+def relist(args: argparse.Namespace, keys: int) -> dict[str, Any]:
+    """Seed ``keys`` tiny archives, download once, then time a second run that has nothing to do."""
+    params = Params(
+        archives=keys,
+        steps=1,
+        size_mb=None,
+        runs_per_group=1,
+        agents=("biomni", "stella", "mlagentbench"),
+        seed=args.seed,
+        verbose_log_bytes=1500,
+    )
+    data = prepare(args.cache_dir, params, workers=args.workers, log=_say)
+    work = args.work_dir / f"relist-{params.key()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    _say(f"\n== relist: {data.describe()}")
+    out: dict[str, Any] = {"dataset": data.to_json()}
+    with LocalS3(data.root, log_file=work / "rclone.log") as server:
+        env = environment(server.env)
+        listing = run_measured(
+            ["s5cmd", "--endpoint-url", server.endpoint_url, "ls", f"{data.bucket_path}*"],
+            env=env,
+            log=work / "s5cmd-ls.log",
+            timeout=args.timeout,
+        )
+        out["s5cmd_ls"] = listing.to_json()
+        _say(
+            f"  s5cmd ls (listing floor)     {listing.seconds:8.2f}s  {'ok' if listing.ok else listing.error}"
+        )
+        first, folder = run_one(
+            CONTENDERS["download"],
+            data,
+            server.endpoint_url,
+            work,
+            "relist",
+            env,
+            keep=True,
+            timeout=args.timeout,
+        )
+        out["first_run"] = first.to_json()
+        _say(
+            f"  first download (all new)     {first.seconds:8.2f}s  max RSS {first.rss_max_mb:.0f} MB  {'ok' if first.ok else first.error}"
+        )
+        second = run_measured(
+            CONTENDERS["download"].argv(data, server.endpoint_url, folder, None),
+            env=env,
+            log=work / "relist-again.log",
+            timeout=args.timeout,
+        )
+        out["second_run"] = second.to_json()
+        _say(
+            f"  second download (nothing new) {second.seconds:7.2f}s  max RSS {second.rss_max_mb:.0f} MB  {'ok' if second.ok else second.error}"
+        )
+        out["second/listing"] = ratio(
+            second.seconds if second.ok else None, listing.seconds if listing.ok else None
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _fmt(value: float | None, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

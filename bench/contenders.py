@@ -1,0 +1,170 @@
+"""The contenders: what each one runs, and how its output is checked.
+
+* ``old``      -- the way it was done before the job: list with ``aws s3 ls``,
+  then per archive ``aws s3 cp`` + ``tar -xzf``, five archives at a time (xargs -P5).
+* ``pipeline`` -- the best plain-tools pipeline: one ``s5cmd cp 's3://b/p/*'``,
+  then ``tar -xzf`` two at a time (xargs -P2; the machine has two cores).
+* ``download`` -- ``analyze-failures download`` (list, fetch, extract safely, manifest).
+* ``run``      -- ``analyze-failures run`` (download, then parse the journals).
+* ``floor``    -- decompress + extract from memory, no network (bench/floor.py).
+* ``parse`` / ``old_parse`` -- ``analyze-failures parse`` vs bench/baseline_parse.py
+  on the same extracted tree (for journal MB/s).
+
+Every contender starts from an empty output folder and must leave at least the
+archives' extracted bytes in it; one that exits non-zero or leaves less is
+reported as failed (with the tail of its log), never crashes the bench.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.dataset import BUCKET, Dataset
+
+VENV_BIN = Path(sys.executable).parent
+
+_OLD = r"""
+set -euo pipefail
+url="$1"; src="$2"; out="$3"; bucket="$4"
+mkdir -p "$out"
+aws s3 ls --recursive "$src" --endpoint-url "$url" \
+  | awk '{print $4}' | grep '\.tar\.gz$' \
+  | xargs -P5 -I{} sh -c '
+      f="$2/$(basename "$1")"
+      aws s3 cp "s3://$3/$1" "$f" --endpoint-url "$4" --only-show-errors
+      tar -xzf "$f" -C "$2"
+      rm -f "$f"' _ {} "$out" "$bucket" "$url"
+"""
+
+_PIPELINE = r"""
+set -euo pipefail
+url="$1"; src="$2"; out="$3"
+mkdir -p "$out"
+s5cmd --endpoint-url "$url" cp "${src}*" "$out/" > /dev/null
+find "$out" -name '*.tar.gz' -print0 \
+  | xargs -0 -P2 -I{} sh -c 'tar -xzf "$1" -C "$(dirname "$1")" && rm -f "$1"' _ {}
+"""
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    argv: Callable[[Dataset, str, Path, Path | None], list[str]]  # (data, url, out, input)
+    expect_bytes: Callable[[Dataset], int]
+    single_process: bool
+    what: str
+
+
+def _job(*args: str) -> list[str]:
+    return [str(VENV_BIN / "analyze-failures"), *args]
+
+
+def _old(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
+    return ["bash", "-c", _OLD, "old", url, d.bucket_path, str(out), BUCKET]
+
+
+def _pipeline(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
+    return ["bash", "-c", _PIPELINE, "pipeline", url, d.bucket_path, str(out)]
+
+
+def _download(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
+    return _job(
+        "download",
+        "--bucket-path",
+        d.bucket_path,
+        "--endpoint-url",
+        url,
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    )
+
+
+def _run(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
+    return _job(
+        "run",
+        "--bucket-path",
+        d.bucket_path,
+        "--endpoint-url",
+        url,
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    )
+
+
+def _floor(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
+    return [sys.executable, "-m", "bench.floor", str(d.archive_dir), str(out), "2"]
+
+
+def _parse(d: Dataset, url: str, out: Path, src: Path | None) -> list[str]:
+    return _job("parse", "--failed-runs-dir", str(src), "--output-dir", str(out))
+
+
+def _old_parse(d: Dataset, url: str, out: Path, src: Path | None) -> list[str]:
+    return [sys.executable, "-m", "bench.baseline_parse", str(src), str(out)]
+
+
+def _extracted(d: Dataset) -> int:
+    return d.extracted_bytes
+
+
+def _nothing(d: Dataset) -> int:
+    return 1 if d.journals else 0
+
+
+CONTENDERS: dict[str, Contender] = {
+    c.name: c
+    for c in (
+        Contender(
+            "old",
+            _old,
+            _extracted,
+            False,
+            "aws s3 ls; per archive aws s3 cp + tar -xzf, 5 at a time",
+        ),
+        Contender(
+            "pipeline", _pipeline, _extracted, False, "s5cmd cp 's3://b/p/*'; tar -xzf 2 at a time"
+        ),
+        Contender("download", _download, _extracted, True, "analyze-failures download"),
+        Contender("run", _run, _extracted, True, "analyze-failures run (download + parse)"),
+        Contender(
+            "floor",
+            _floor,
+            _extracted,
+            True,
+            "isal decompress + tarfile extract from memory, 2 threads",
+        ),
+        Contender("parse", _parse, _nothing, True, "analyze-failures parse"),
+        Contender(
+            "old_parse",
+            _old_parse,
+            _nothing,
+            True,
+            "json.load + format, single-threaded (bench/baseline_parse.py)",
+        ),
+    )
+}
+
+DOWNLOADERS = ("old", "pipeline", "download", "run")
+
+
+def environment(server_env: dict[str, str]) -> dict[str, str]:
+    """The contenders' environment: the loopback server's keys and nothing of the host's AWS setup."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(server_env)
+    env.update(
+        {
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            "LOG_FORMAT": "json",
+        }
+    )
+    return env

@@ -1,0 +1,166 @@
+"""Run contenders in alternation against one served dataset and collect measurements.
+
+Alternation (A B C D A B C D ...) rather than A A A B B B: slow drifts of the
+machine (page cache, thermal, a neighbour's load) then hit every contender alike.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.contenders import CONTENDERS, Contender
+from bench.dataset import Dataset, tree_bytes
+from bench.measure import Measurement, run_measured, tail
+
+MB = 2**20
+
+
+@dataclass
+class Series:
+    """All repeats of one contender on one dataset, and their summary."""
+
+    name: str
+    what: str
+    runs: list[Measurement] = field(default_factory=list)
+
+    @property
+    def good(self) -> list[Measurement]:
+        return [m for m in self.runs if m.ok]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and len(self.good) == len(self.runs)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(m.seconds for m in self.good) if self.good else None
+
+    @property
+    def best(self) -> float | None:
+        return min(m.seconds for m in self.good) if self.good else None
+
+    @property
+    def rss_max_mb(self) -> float | None:
+        return max(m.rss_max_mb for m in self.good) if self.good else None
+
+    @property
+    def rss_sum_mb(self) -> float | None:
+        return max(m.rss_sum_mb for m in self.good) if self.good else None
+
+    @property
+    def errors(self) -> list[str]:
+        return [m.error for m in self.runs if not m.ok]
+
+    def to_json(self, volume_bytes: int | None = None) -> dict[str, Any]:
+        median = self.median
+        return {
+            "what": self.what,
+            "ok": self.ok,
+            "median_s": median,
+            "min_s": self.best,
+            "mb_per_s": (volume_bytes / MB / median) if volume_bytes and median else None,
+            "rss_max_single_mb": self.rss_max_mb,
+            "rss_sum_mb": self.rss_sum_mb,
+            "errors": self.errors,
+            "runs": [m.to_json() for m in self.runs],
+        }
+
+
+def run_one(
+    contender: Contender,
+    data: Dataset,
+    url: str,
+    work: Path,
+    label: str,
+    env: dict[str, str],
+    *,
+    source: Path | None = None,
+    keep: bool = False,
+    timeout: float | None = None,
+) -> tuple[Measurement, Path]:
+    """One execution from an empty output folder, checked for completeness."""
+    out = work / label
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    log = work / f"{label}.log"
+    log.unlink(missing_ok=True)
+    m = run_measured(contender.argv(data, url, out, source), env=env, log=log, timeout=timeout)
+    if contender.name == "floor" and m.ok:
+        inner = _last_json(log)
+        if inner and "seconds" in inner:
+            m.extra["wall_s"] = m.seconds
+            m.seconds = float(inner["seconds"])  # decompress + extract only; reading is not timed
+    files, found = tree_bytes(out)
+    m.extra.update(output_files=files, output_bytes=found)
+    expected = contender.expect_bytes(data)
+    if m.ok and found < expected * 0.999:
+        m.ok = False
+        m.error = f"incomplete output: {found} of {expected} bytes"
+    if not m.ok:
+        m.error = f"{m.error}\n{tail(log)}".strip()
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return m, out
+
+
+def _last_json(log: Path) -> dict[str, Any] | None:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def alternate(
+    names: Sequence[str],
+    data: Dataset,
+    url: str,
+    work: Path,
+    env: dict[str, str],
+    *,
+    repeats: int,
+    source: Path | None = None,
+    keep_last: Sequence[str] = (),
+    timeout: float | None = None,
+    say: Callable[[str], None] = print,
+) -> tuple[dict[str, Series], dict[str, Path]]:
+    """``repeats`` rounds of every contender in turn; keeps the last good output of ``keep_last``."""
+    series = {n: Series(n, CONTENDERS[n].what) for n in names}
+    kept: dict[str, Path] = {}
+    for r in range(repeats):
+        for name in names:
+            keep = name in keep_last and r == repeats - 1
+            m, out = run_one(
+                CONTENDERS[name],
+                data,
+                url,
+                work,
+                f"{name}-{r}",
+                env,
+                source=source,
+                keep=keep,
+                timeout=timeout,
+            )
+            series[name].runs.append(m)
+            status = "ok" if m.ok else f"FAILED ({m.error.splitlines()[0] if m.error else '?'})"
+            say(
+                f"  round {r + 1}/{repeats} {name:<9} {m.seconds:8.2f}s  max RSS {m.rss_max_mb:7.1f} MB  {status}"
+            )
+            if keep and m.ok:
+                kept[name] = out
+            elif keep:
+                shutil.rmtree(out, ignore_errors=True)
+    return series, kept

@@ -1,0 +1,49 @@
+"""Write a text file incrementally, yet publish it atomically.
+
+:mod:`job.atomic` takes the whole content at once; a report of a 50 MB journal is
+better streamed. Same guarantees: the text goes to a hidden temporary sibling
+(named by :func:`job.atomic.temp_sibling`, so cleanup and discovery recognise it),
+is flushed to disk, and only then renamed over the target. On any exception the
+temporary file is removed and the previous target, if any, is left untouched.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from job.atomic import temp_sibling
+from job.textsafe import REPLACEMENT
+
+#: Encoding error handler that writes U+FFFD for anything UTF-8 cannot encode (lone
+#: surrogates): the built-in "replace" would write "?", which hides the problem.
+ENCODE_ERRORS = "job-replacement-character"
+
+
+def _replacement(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return REPLACEMENT * (exc.end - exc.start), exc.end
+
+
+codecs.register_error(ENCODE_ERRORS, _replacement)
+
+
+@contextmanager
+def atomic_text_file(target: Path) -> Iterator[TextIO]:
+    """Yield a UTF-8 text file; on a clean exit it replaces ``target`` in one rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(target)
+    try:
+        with open(tmp, "w", encoding="utf-8", errors=ENCODE_ERRORS, newline="\n") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

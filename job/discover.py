@@ -1,0 +1,79 @@
+"""Find every AIDE journal below the failed-runs folder, and split them between shards.
+
+A journal is any regular file ``journal.json`` in a ``logs/<experiment>/`` folder,
+at any depth: archive folders nest differently depending on the S3 key and on
+how the uploader packed them. Temporary folders and files (a download or a parse
+in progress) are never entered, and symbolic links are neither followed nor read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from job.atomic import is_temporary
+from job.config import Shard
+from job.layout import JOURNAL_NAME, is_journal_path
+from job.textsafe import scrub_surrogates
+
+
+@dataclass(frozen=True)
+class FoundJournal:
+    path: Path  # the real path, for reading (may hold undecodable bytes as surrogates)
+    rel: str  # POSIX path relative to the failed-runs folder, safe to print and store
+
+
+def find_journals(
+    root: Path, on_error: Callable[[str, str], None] | None = None
+) -> list[FoundJournal]:
+    """All journals below ``root``, sorted by relative path (deterministic order).
+
+    ``on_error(path, reason)`` hears about folders that could not be listed and
+    journal names that are not regular files; the walk goes on regardless.
+    """
+    found: list[FoundJournal] = []
+
+    def walk_error(exc: OSError) -> None:
+        if on_error is not None:
+            on_error(str(exc.filename), exc.strerror or str(exc))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
+        dirnames[:] = sorted(d for d in dirnames if not is_temporary(d))
+        if JOURNAL_NAME not in filenames:
+            continue
+        candidate = Path(dirpath, JOURNAL_NAME)
+        rel = candidate.relative_to(root)
+        # logs/ must be inside root: a root that is itself a logs/<exp>/ folder does not count
+        if not is_journal_path(rel.parts) or not _is_regular(candidate, on_error):
+            continue
+        found.append(FoundJournal(candidate, scrub_surrogates(rel.as_posix())))
+    found.sort(key=lambda f: f.rel)
+    return found
+
+
+def _is_regular(path: Path, on_error: Callable[[str, str], None] | None) -> bool:
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        if on_error is not None:
+            on_error(str(path), exc.strerror or str(exc))
+        return False
+    if stat.S_ISREG(mode):
+        return True
+    if on_error is not None:
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        on_error(str(path), f"{kind}; not read")
+    return False
+
+
+def shard_of(rel: str, count: int) -> int:
+    """Stable across machines, runs and Python versions (unlike ``hash``)."""
+    return int(hashlib.sha1(rel.encode("utf-8")).hexdigest(), 16) % count
+
+
+def in_shard(rel: str, shard: Shard) -> bool:
+    return not shard.active or shard_of(rel, shard.count) == shard.index

@@ -1,0 +1,181 @@
+"""Run parse tasks inline or in worker processes, stopping cleanly when asked.
+
+Stopping: the parent stops submitting, cancels what has not started, sets the
+workers' stop flag (they abandon their report before publishing it) and waits a
+short grace period for what is running; whatever finished in time is recorded.
+Workers that outlive the grace period are terminated: their temporary files are
+hidden and removed by the next run, so nothing half-written is ever visible.
+
+A worker that dies (OOM killer, a crash in a C extension) breaks the whole
+process pool. The journals that were in flight are then retried one at a time in
+a fresh pool, so the one that kills its worker again is the only one that fails.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from job.errors import Cancelled
+from job.index import failure_entry
+from job.parse_worker import ParseResult, ParseTask, init_worker, parse_one, run_in_worker
+from job.signals import stop_requested
+
+#: How long running journals get to finish or notice a stop before workers are killed.
+STOP_GRACE_SECONDS = 5.0
+_POLL_SECONDS = 0.2
+WORKER_DIED = "worker process died while parsing this journal (killed, or out of memory?)"
+
+Record = Callable[[ParseTask, ParseResult], None]
+
+
+def execute(
+    tasks: list[ParseTask],
+    concurrent: int,
+    record: Record,
+    worker: Callable[[ParseTask], ParseResult] = run_in_worker,
+) -> None:
+    """Parse every task, calling ``record`` in this process as each one finishes.
+
+    Returns early (without raising) when a stop is requested; the caller decides
+    what a stop means. ``worker`` is replaceable for tests of worker deaths.
+    """
+    if concurrent > 1 and len(tasks) > 1:
+        _Pool(min(concurrent, len(tasks)), record, worker).run(tasks)
+    else:
+        _inline(tasks, record)
+
+
+def _inline(tasks: list[ParseTask], record: Record) -> None:
+    for task in tasks:
+        if stop_requested():
+            return
+        try:
+            result = parse_one(task, should_stop=stop_requested)
+        except Cancelled:
+            return
+        record(task, result)
+
+
+@dataclass
+class _Job:
+    task: ParseTask
+    isolated: bool = False  # retried alone after its worker died alongside others
+
+
+class _Pool:
+    def __init__(
+        self, workers: int, record: Record, worker: Callable[[ParseTask], ParseResult]
+    ) -> None:
+        self.workers = workers
+        self.record = record
+        self.worker = worker
+        self.context = multiprocessing.get_context(_start_method())
+        self.stop_event = self.context.Event()
+        self.executor: ProcessPoolExecutor | None = None
+        self.pending: dict[Future[ParseResult], _Job] = {}
+
+    def run(self, tasks: list[ParseTask]) -> None:
+        queue = deque(_Job(t) for t in tasks)
+        deadline: float | None = None
+        try:
+            while queue or self.pending:
+                self._submit(queue)
+                done, _ = wait(self.pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._collect(future, self.pending.pop(future), queue)
+                if stop_requested():
+                    deadline = deadline or time.monotonic() + STOP_GRACE_SECONDS
+                    self._stop(queue)
+                    if time.monotonic() >= deadline:
+                        return
+        finally:
+            self._shutdown()
+
+    def _submit(self, queue: deque[_Job]) -> None:
+        while queue and not stop_requested() and self._room_for(queue[0]):
+            job = queue.popleft()
+            if self.executor is None:
+                self.executor = self._new_executor()
+            self.pending[self.executor.submit(self.worker, job.task)] = job
+
+    def _room_for(self, job: _Job) -> bool:
+        if any(j.isolated for j in self.pending.values()):
+            return False
+        if job.isolated:
+            return not self.pending
+        return len(self.pending) < 2 * self.workers
+
+    def _collect(self, future: Future[ParseResult], job: _Job, queue: deque[_Job]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            self.record(job.task, future.result())
+        elif isinstance(exc, BrokenProcessPool):
+            self._retire_executor()
+            if job.isolated:
+                entry = failure_entry(job.task.layout, WORKER_DIED, None)
+                self.record(job.task, ParseResult(entry, 0.0))
+            else:
+                queue.appendleft(_Job(job.task, isolated=True))
+        elif not isinstance(exc, Cancelled):
+            entry = failure_entry(job.task.layout, f"internal error: {exc!r}", None)
+            self.record(job.task, ParseResult(entry, 0.0))
+
+    def _stop(self, queue: deque[_Job]) -> None:
+        self.stop_event.set()
+        queue.clear()
+        for future in [f for f in self.pending if f.cancel()]:
+            del self.pending[future]
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=self.context,
+            initializer=init_worker,
+            initargs=(self.stop_event,),
+        )
+
+    def _retire_executor(self) -> None:
+        """Forget a broken executor; its other futures fail too and are collected later."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
+
+    def _shutdown(self) -> None:
+        executor, self.executor = self.executor, None
+        if executor is None:
+            return
+        stopping = stop_requested()
+        if stopping:
+            self.stop_event.set()
+        # shutdown() forgets the processes, so take them first.
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=not stopping, cancel_futures=True)
+        if stopping:
+            _terminate(processes)
+
+
+def _start_method() -> str:
+    """A fresh interpreter per worker pool (forkserver) where available.
+
+    Forking the parent directly would copy whatever locks its other threads
+    (download stage, logging) held at that instant; forkserver forks from a clean
+    single-threaded server process instead.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _terminate(processes: list[Any]) -> None:
+    """Kill workers still busy after the grace period (they ignore SIGTERM, so SIGKILL)."""
+    for process in processes:
+        if process.is_alive():
+            process.kill()

@@ -1,0 +1,127 @@
+"""Parse one journal and publish its report: the unit of work, inline or in a worker process.
+
+Everything here is importable at top level and takes/returns small picklable
+values, because with ``concurrent > 1`` it runs in a ``ProcessPoolExecutor``
+(JSON decoding and formatting hold the GIL, so threads would not help).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from job.atomic_stream import atomic_text_file
+from job.errors import Cancelled, ItemError
+from job.index import Fingerprint, IndexEntry, entry_for, failure_entry
+from job.journal import Journal, read_journal
+from job.layout import Layout
+from job.report_text import write_report
+
+_PR_SET_PDEATHSIG = 1
+
+#: Set by :func:`init_worker` in worker processes: the parent's "stop now" flag.
+_stop_event: Any = None
+
+
+@dataclass(frozen=True)
+class ParseTask:
+    journal_path: Path  # where to read the journal
+    layout: Layout
+    report_path: Path  # where to publish the report (output folder / layout.report)
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    entry: IndexEntry  # has ``error`` set when the journal failed
+    seconds: float
+
+
+def parse_one(task: ParseTask, should_stop: Callable[[], bool] | None = None) -> ParseResult:
+    """Read, normalise, write the report atomically; never raises for a bad journal.
+
+    Raises :class:`Cancelled` (leaving nothing behind) when ``should_stop()``
+    becomes true before the report is published.
+    """
+    started = time.monotonic()
+    fingerprint: Fingerprint | None = None
+    try:
+        if should_stop is not None and should_stop():
+            raise Cancelled("stop requested")
+        journal, fingerprint = _read(task.journal_path)
+        _write(task, journal, should_stop)
+        entry = entry_for(task.layout, journal, fingerprint)
+    except Cancelled:
+        raise
+    except ItemError as exc:
+        entry = failure_entry(task.layout, exc.reason, fingerprint)
+    except MemoryError:
+        entry = failure_entry(task.layout, "ran out of memory reading this journal", fingerprint)
+    except Exception as exc:  # a bug must fail this journal, not the whole stage
+        entry = failure_entry(
+            task.layout, f"internal error: {type(exc).__name__}: {exc}", fingerprint
+        )
+    return ParseResult(entry, round(time.monotonic() - started, 3))
+
+
+def _read(path: Path) -> tuple[Journal, Fingerprint]:
+    """The journal and the fingerprint of exactly the version that was read."""
+    try:
+        with open(path, "rb") as fh:
+            fingerprint = Fingerprint.of(os.fstat(fh.fileno()))
+            return read_journal(fh), fingerprint
+    except OSError as exc:
+        raise ItemError(f"cannot read journal: {exc.strerror or exc}") from None
+
+
+def _write(task: ParseTask, journal: Journal, should_stop: Callable[[], bool] | None) -> None:
+    try:
+        with atomic_text_file(task.report_path) as out:
+            write_report(out, journal, task.layout, should_stop=should_stop)
+    except OSError as exc:
+        raise ItemError(_write_failure(exc)) from None
+
+
+def _write_failure(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "cannot write report: no space left on the output drive"
+    if exc.errno == errno.EFBIG:
+        return "cannot write report: file too large for the output drive"
+    return f"cannot write report: {exc.strerror or exc} ({exc.filename})"
+
+
+# -- worker processes ---------------------------------------------------------------
+
+
+def init_worker(stop_event: Any) -> None:
+    """Worker set-up: stopping is the parent's decision, and a worker dies with it.
+
+    SIGINT (Ctrl-C reaches the whole process group) and SIGTERM are ignored, so
+    the parent alone decides how to stop and workers never print tracebacks;
+    the parent sets ``stop_event`` instead. On Linux the kernel kills the worker
+    if its parent dies (even by SIGKILL), so no orphan keeps writing reports.
+    """
+    global _stop_event
+    _stop_event = stop_event
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG fails one report instead
+    if sys.platform == "linux":
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass  # best effort: without it, workers still exit when their pipes close
+
+
+def run_in_worker(task: ParseTask) -> ParseResult:
+    """Entry point submitted to the pool."""
+    should_stop = _stop_event.is_set if _stop_event is not None else None
+    return parse_one(task, should_stop)

@@ -1,0 +1,287 @@
+"""Render one journal as a plain-text report that reads well in a terminal and on a share.
+
+The report is written straight to a file object, section by section, and long
+texts (terminal output can be most of a 50 MB journal) go out in bounded chunks,
+so rendering never holds a second full copy of the journal in memory.
+
+Plain means plain: ANSI escape sequences (colours, cursor moves from progress
+bars) are removed, carriage returns become line breaks and other control
+characters are shown as ``\\xNN``, so ``less`` or an editor shows what the step
+printed without being driven by it. Nothing else is dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TextIO
+
+from job.errors import Cancelled
+from job.journal import Journal, Node, StepError
+from job.layout import Layout
+
+#: Bump when the report's content changes: reports of an older format are rewritten.
+REPORT_FORMAT = 1
+WIDTH = 80
+INDENT = "    "
+END_MARKER = "End of report."
+_CHUNK = 64 * 1024
+_LABEL = 18
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-_])")
+_LINE_START = re.compile(r"\n(?=[^\n])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def render_report(journal: Journal, layout: Layout) -> str:
+    """The whole report as one string (for small journals and tests)."""
+    buf = io.StringIO()
+    write_report(buf, journal, layout)
+    return buf.getvalue()
+
+
+def write_report(
+    out: TextIO,
+    journal: Journal,
+    layout: Layout,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """Write the report; raises :class:`Cancelled` between steps once ``should_stop()``."""
+    _header(out, journal, layout)
+    if not journal.nodes:
+        out.write("\nThis journal has no steps: its 'nodes' list is empty.\n")
+        out.write("AIDE recorded nothing, so there is no plan, code or output to show.\n")
+    else:
+        _overview(out, journal)
+        steps = {n.id: n.step for n in reversed(journal.nodes) if n.id is not None}
+        for node in journal.nodes:
+            if should_stop is not None and should_stop():
+                raise Cancelled("stop requested while writing a report")
+            _step(out, node, steps)
+    out.write(f"\n{'=' * WIDTH}\n{END_MARKER}\n")
+
+
+# -- header -------------------------------------------------------------------------
+
+
+def _header(out: TextIO, journal: Journal, layout: Layout) -> None:
+    title = f"AIDE journal report: {_inline(layout.task_id or layout.run_id or layout.journal)}"
+    out.write(f"{'=' * WIDTH}\n{title}\n{'=' * WIDTH}\n\n")
+    best = journal.best_node
+    rows: list[tuple[str, str | Iterable[str]]] = [
+        ("Run group", _known(layout.run_group)),
+        ("Agent", _known(layout.agent)),
+        ("Domain", _known(layout.domain)),
+        ("Task", _known(layout.task)),
+        ("Task id", _known(layout.task_id)),
+        ("Run folder", _inline(layout.run_folder) or "(the failed-runs folder itself)"),
+        ("Run id", _known(layout.run_id)),
+        ("Run uuid", _known(layout.run_uuid)),
+        ("Experiment", _inline(layout.experiment)),
+        ("Journal", _inline(layout.journal)),
+        ("Journal format", _known(journal.version)),
+        ("Steps", str(journal.step_count)),
+        ("Buggy steps", str(journal.buggy_count)),
+        ("Best metric", _best(best)),
+        ("Exceptions", _exceptions(journal.exception_counts)),
+        ("Layout warnings", [_inline(w) for w in layout.warnings] or "none"),
+        ("Journal warnings", [_inline(w) for w in journal.warnings] or "none"),
+    ]
+    for label, value in rows:
+        _field(out, label, value)
+
+
+def _best(best: Node | None) -> str:
+    if best is None:
+        return "none (no step without a bug has a comparable metric)"
+    return f"{_number(best.metric.value)} at step {best.step} ({best.metric.direction})"
+
+
+def _exceptions(counts: Mapping[str, int]) -> str | list[str]:
+    if not counts:
+        return "none"
+    return [f"{_inline(name)}: {count}" for name, count in counts.items()]
+
+
+def _overview(out: TextIO, journal: Journal) -> None:
+    """One line per step, so the shape of the search is visible before the details."""
+    out.write(f"\n{'-' * WIDTH}\nSteps at a glance\n{'-' * WIDTH}\n")
+    out.write(f"{'step':>6}  {'stage':<8} {'parent':>6}  {'buggy':<7} {'metric':<10} error\n")
+    for node in journal.nodes:
+        parent = "-" if node.parent_step is None else str(node.parent_step)
+        metric = "-" if node.metric.value is None else _number(node.metric.value)
+        error = "-" if node.error is None else _inline(node.error.type or "(untyped)")
+        out.write(
+            f"{node.step:>6}  {node.stage.value:<8} {parent:>6}  "
+            f"{_yes_no(node.is_buggy):<7} {metric:<10} {error}\n"
+        )
+
+
+# -- steps --------------------------------------------------------------------------
+
+
+def _step(out: TextIO, node: Node, steps: Mapping[str, int]) -> None:
+    when = node.created_at
+    stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z") if when else None
+    out.write(f"\n{'=' * WIDTH}\nStep {node.step}\n{'=' * WIDTH}\n")
+    _field(out, "Time (UTC)", stamp or _unreadable_time(node.ctime))
+    _field(out, "Stage", _stage(node))
+    _field(out, "Node id", _known(node.id))
+    children = [f"step {steps[c]} ({_inline(c)})" for c in node.children_ids if c in steps]
+    _field(out, "Children", children or "none")
+    _field(out, "Buggy", _yes_no(node.is_buggy))
+    _field(
+        out, "Execution time", "unknown" if node.exec_time is None else f"{node.exec_time:.3f} s"
+    )
+    _field(out, "Metric", _metric(node))
+    _field(out, "Error", _error_line(node.error))
+    for title, text in (
+        ("Plan", node.plan),
+        ("Code", node.code),
+        ("Terminal output", node.term_out),
+        ("Analysis", node.analysis),
+    ):
+        out.write(f"\n{title}\n")
+        write_block(out, text)
+    if node.error is not None:
+        out.write("\nError details\n")
+        _error_details(out, node.error)
+
+
+def _stage(node: Node) -> str:
+    if node.parent_step is None:
+        if node.parent_id is not None:
+            return f"{node.stage.value} (parent {_inline(node.parent_id)} is not in the journal)"
+        return node.stage.value
+    return f"{node.stage.value} (parent: step {node.parent_step})"
+
+
+def _metric(node: Node) -> str:
+    if node.metric.value is None:
+        return "none"
+    return f"{_number(node.metric.value)} ({node.metric.direction})"
+
+
+def _error_line(error: StepError | None) -> str:
+    if error is None:
+        return "none"
+    kind = _inline(error.type or "(no exception type)")
+    return f"{kind}: {_inline(error.message)}" if error.message else kind
+
+
+def _error_details(out: TextIO, error: StepError) -> None:
+    _field(out, "Type", _known(error.type), indent=INDENT)
+    _field(out, "Message", _inline(error.message) or "none", indent=INDENT)
+    info = [f"{_inline(k)}: {_inline(_json_inline(v))}" for k, v in error.info.items()]
+    _field(out, "Info", info or "none", indent=INDENT)
+    if not error.stack:
+        _field(out, "Stack", "none", indent=INDENT)
+        return
+    out.write(f"{INDENT}Stack (most recent call last)\n")
+    for frame in error.stack:
+        out.write(f"{INDENT * 2}{_inline(frame.location)}\n")
+        if frame.source:
+            out.write(f"{INDENT * 3}{_inline(frame.source.strip())}\n")
+
+
+# -- text helpers -------------------------------------------------------------------
+
+
+def write_block(out: TextIO, text: str | None, indent: str = INDENT) -> None:
+    """Indented, cleaned copy of ``text``, written in chunks that end at line breaks."""
+    if text is None:
+        out.write(f"{indent}(not recorded)\n")
+        return
+    if not text.strip():
+        out.write(f"{indent}(empty)\n")
+        return
+    at_line_start = True
+    start, size = 0, len(text)
+    while start < size:
+        end = _chunk_end(text, start, size)
+        piece = clean_text(text[start:end])
+        start = end
+        if not piece:
+            continue
+        if at_line_start and not piece.startswith("\n"):
+            out.write(indent)
+        ends_line = piece.endswith("\n")
+        body = piece[:-1] if ends_line else piece
+        out.write(_LINE_START.sub("\n" + indent, body))  # blank lines stay empty
+        if ends_line:
+            out.write("\n")
+        at_line_start = ends_line
+    if not at_line_start:
+        out.write("\n")
+
+
+def _chunk_end(text: str, start: int, size: int) -> int:
+    end = min(size, start + _CHUNK)
+    if end == size:
+        return end
+    newline = text.rfind("\n", start, end)
+    if newline >= start:
+        return newline + 1
+    # One very long line: cut anywhere, but not between "\r" and "\n" nor inside an
+    # escape sequence (those are short, so an ESC near the cut starts the next chunk).
+    escape = text.rfind("\x1b", max(start, end - 64), end)
+    if escape > start:
+        return escape
+    if text[end - 1] == "\r":
+        end += 1
+    return end
+
+
+def clean_text(text: str) -> str:
+    """Remove terminal control sequences; keep everything printable."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _inline(text: str) -> str:
+    """One line of cleaned text, for header fields (file names may contain anything)."""
+    return clean_text(text.replace("\r", "\\r").replace("\n", "\\n"))
+
+
+def _field(out: TextIO, label: str, value: str | Iterable[str], indent: str = "") -> None:
+    lines = [value] if isinstance(value, str) else list(value)
+    pad = " " * (len(indent) + _LABEL)
+    out.write(f"{indent}{label:<{_LABEL}}{lines[0] if lines else ''}\n")
+    for line in lines[1:]:
+        out.write(f"{pad}{line}\n")
+
+
+def _known(value: str | None) -> str:
+    return "unknown" if value is None else _inline(value)
+
+
+def _yes_no(flag: bool | None) -> str:
+    return "unknown" if flag is None else ("yes" if flag else "no")
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "none"
+    if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _unreadable_time(ctime: float | None) -> str:
+    return "unknown" if ctime is None else f"{ctime!r} (not a valid time)"
+
+
+def _json_inline(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except ValueError:  # circular (cannot happen for decoded JSON) or similar
+        return repr(value)

@@ -1,0 +1,59 @@
+"""The bench runs end to end in --smoke mode and reports every contender.
+
+No timing assertions: this only guards the harness (generation, the loopback
+server, alternation, measurement, the table and the JSON) against rot. A
+contender that fails (e.g. a job subcommand not written yet) must be reported
+in the table and the JSON, not crash the bench.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--json",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = proc.stdout
+    for name in ("old", "pipeline", "download", "run", "floor", "parse", "old_parse"):
+        assert any(line.startswith(f"{name} ") for line in table.splitlines()), (name, table)
+    assert "ratios of medians" in table
+
+    report = json.loads(out.read_text())
+    assert set(report["contenders"]) == {"old", "pipeline", "download", "run", "floor"}
+    for name, series in report["contenders"].items():
+        assert series["runs"], name
+        for run in series["runs"]:
+            assert {"seconds", "exit_status", "rss_max_mb", "rss_sum_mb", "ok", "error"} <= set(run)
+    # the plain-tools contenders need nothing from the job, so they must work
+    for name in ("old", "pipeline", "floor"):
+        assert report["contenders"][name]["ok"], report["contenders"][name]["errors"]
+        assert report["contenders"][name]["median_s"] > 0
+    assert set(report["parse"]) <= {"parse", "old_parse"}
+    assert report["dataset"]["archives"] == 3
+    assert report["dataset"]["extracted_bytes"] > 0
+    assert "download/pipeline" in report["ratios"]
+    assert not (tmp_path / "work").exists()  # the bench cleans up after itself
