@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 ACCESS_KEY = "local-access-key"
 SECRET_KEY = "local-secret-key-do-not-log-0123456789"
@@ -46,6 +47,7 @@ class LocalS3:
         self.port = port or free_port()
         self.log_file = log_file
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -64,7 +66,8 @@ class LocalS3:
 
     def start(self, timeout: float = 20.0) -> LocalS3:
         self.root.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self._log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
+        out = self._log or subprocess.DEVNULL
         self._proc = subprocess.Popen(
             [
                 rclone_binary(),
@@ -105,6 +108,9 @@ class LocalS3:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def client(self):  # type: ignore[no-untyped-def]
         import boto3

@@ -605,7 +605,9 @@ def _benign_tar_dir(run_group: str) -> bytes:
     )
 
 
-#: Every hostile builder with its defaults, for parametrised "rejects it" tests.
+#: Every hostile builder with its defaults, for parametrised "rejects it" tests. The two
+#: bombs are sized for tests that lower the job's --max-bytes / --max-members; they are
+#: far below the job's defaults (64 GiB, 1 000 000 members).
 HOSTILE: Final[Mapping[str, Callable[[], bytes]]] = {
     "path_traversal": path_traversal,
     "absolute_path": absolute_path,
