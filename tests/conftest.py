@@ -77,3 +77,9 @@ def run_group_members(run_group: str, *, runs: int = 2, agent_marker: str = "") 
         members[f"{run}/logs/exp-{i}/journal.json"] = json.dumps(journal).encode()
         members[f"{run}/submission/submission.csv"] = b"id,pred\n1,0.5\n"
     return members
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.support import ledger
+
+    ledger.write(Path(__file__).resolve().parent.parent / "test-artifacts" / "reliability.json")

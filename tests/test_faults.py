@@ -16,6 +16,7 @@ from job.config import DownloadConfig, RetrySettings, S3Settings
 from job.download import run_download
 from job.locals3 import SECRET_KEY
 from tests.conftest import tar_gz
+from tests.support import ledger
 from tests.support.faultproxy import FaultPolicy, FaultProxy, RateLimit
 from tests.test_download import tree
 
@@ -57,6 +58,9 @@ def test_faults_on_most_first_attempts_still_give_the_fault_free_output(
     injected = [e for e in proxy.events if e["fault"]]
     kinds = {e["fault"] for e in injected}
     assert kinds == {"slowdown", "internal", "stall", "truncate", "reset"}, kinds
+    ledger.add("faults_injected", len(injected))
+    ledger.add("faults_survived", len(injected) if summary.failed == 0 else 0)
+    ledger.add("items_lost", len(set(tree(reference)) - set(tree(out))))
     assert summary.failed == 0
     assert summary.succeeded == 12
     assert tree(out) == tree(reference)
@@ -93,6 +97,7 @@ def test_faults_that_never_clear_fail_that_item_after_the_configured_attempts(
                 )
             )
         elapsed = time.monotonic() - started
+    ledger.add("persistent_fault_items_failed_as_designed", summary.failed)
     assert (summary.succeeded, summary.failed) == (5, 1)
     gets = [e for e in proxy.events if e["method"] == "GET" and e.get("key") == doomed]
     assert len(gets) == attempts
@@ -137,6 +142,8 @@ def test_adaptive_throttle_gets_far_fewer_rejections_than_fixed_concurrency(
                 )
             )
         results[adaptive] = (summary.failed, limit.rejected, limit.accepted)
+    ledger.add("throttle_rejected_fixed_concurrency", results[False][1])
+    ledger.add("throttle_rejected_adaptive", results[True][1])
     _fixed_failed, fixed_rejected, _ = results[False]
     adaptive_failed, adaptive_rejected, _ = results[True]
     assert adaptive_failed == 0

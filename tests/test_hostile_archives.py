@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from job.config import DownloadConfig, RetrySettings
 from job.download import run_download
 from tests.conftest import tar_gz
+from tests.support import ledger
 from tests.support import tarfactory as tf
 
 
@@ -67,6 +68,7 @@ def test_hostile_archive_fails_alone_and_writes_nothing(build, reason, s3, bucke
     with capture_logs() as logs:
         summary = run_download(cfg)
 
+    ledger.add("hostile_archives_end_to_end")
     assert (summary.succeeded, summary.failed) == (1, 1)
     (event,) = [e for e in logs if e["event"] == "download.archive" and e["outcome"] == "failed"]
     assert event["key"] == "failed_runs/hostile.tar.gz"

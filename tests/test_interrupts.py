@@ -14,6 +14,7 @@ import pytest
 
 from job.atomic import iter_temporaries
 from tests.conftest import tar_gz
+from tests.support import ledger
 from tests.test_download import tree
 
 N_ARCHIVES = 16
@@ -95,6 +96,8 @@ def test_sigkill_at_any_point_then_rerun_equals_a_clean_run(busy_bucket, tmp_pat
     assert proc.returncode == -signal.SIGKILL
 
     clean_run(busy_bucket, out)
+    ledger.add("kill_points_tried")
+    ledger.add("items_lost", len(set(tree(reference)) - set(tree(out))))
     assert tree(out) == tree(reference)
     assert manifest_outcomes(out) == manifest_outcomes(reference)
     assert list(iter_temporaries(out)) == []
@@ -121,6 +124,8 @@ def test_sigterm_stops_promptly_with_143_and_leaves_no_partial_folder(busy_bucke
     reference = tmp_path / "reference"
     clean_run(busy_bucket, reference)
     clean_run(busy_bucket, out)
+    ledger.add("sigterm_stops_tried")
+    ledger.add("items_lost", len(set(tree(reference)) - set(tree(out))))
     assert tree(out) == tree(reference)
 
 

@@ -19,6 +19,7 @@ from job.atomic import remove_tree, temp_sibling
 from job.errors import ItemError
 from job.extract import Limits, extract_stream
 from job.fetch import open_decompressed
+from tests.support import ledger
 
 SEGMENTS = st.sampled_from(["a", "b", "..", ".", "", "run", "logs", "x.txt", "/", "c:"])
 NAMES = st.lists(SEGMENTS, min_size=1, max_size=5).map("/".join)
@@ -86,10 +87,12 @@ def test_random_archives_never_escape(members, tmp_path_factory):
     tmp.mkdir()
     before = outside(base)
     STATS["archives"] += 1
+    ledger.add("hostile_archives_generated")
     try:
         extract_stream(open_decompressed(io.BytesIO(build(members))), tmp, Limits(10_000, 50))
     except ItemError as exc:
         STATS["rejected"] += 1
+        ledger.add("generated_archives_rejected")
         reason = exc.reason
         remove_tree(tmp)  # what the fetcher does on failure
         assert reason
