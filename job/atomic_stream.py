@@ -24,12 +24,14 @@ from job.textsafe import REPLACEMENT
 ENCODE_ERRORS = "job-replacement-character"
 
 
-def _replacement(exc: UnicodeError) -> tuple[str, int]:
+def _replacement(exc: UnicodeError) -> tuple[bytes, int]:
     if not isinstance(exc, UnicodeEncodeError):
         raise exc
-    return REPLACEMENT * (exc.end - exc.start), exc.end
+    # Bytes, because CPython's UTF-8 encoder accepts only ASCII text from a handler.
+    return _REPLACEMENT_BYTES * (exc.end - exc.start), exc.end
 
 
+_REPLACEMENT_BYTES = REPLACEMENT.encode("utf-8")
 codecs.register_error(ENCODE_ERRORS, _replacement)
 
 

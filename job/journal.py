@@ -16,7 +16,6 @@ goes, so at any time there is about one decoded copy of the journal in memory.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,10 +25,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from job.errors import ItemError
+from job.exc_message import error_message
 from job.jsondecode import decode_json
-
-#: How far back in a step's terminal output to look for the exception's last line.
-_MESSAGE_SEARCH_CHARS = 64 * 1024
+from job.jsonshape import describe, is_a, is_number, number, optional, to_float
 
 
 class Stage(StrEnum):
@@ -175,7 +173,7 @@ def build_journal(doc: Any) -> Journal:
     null fields are fine.
     """
     if not isinstance(doc, dict):
-        raise ItemError(f"journal is not a JSON object (found {_kind(doc)})")
+        raise ItemError(f"journal is not a JSON object (found {describe(doc)})")
     raw_nodes = doc.get("nodes")
     if not isinstance(raw_nodes, list):
         raise ItemError("journal has no 'nodes' list")
@@ -238,11 +236,11 @@ class _Skeleton:
         ids, steps, buggy = [], [], []
         for index, raw in enumerate(raw_nodes):
             if not isinstance(raw, dict):
-                raise ItemError(f"node {index} is not an object (found {_kind(raw)})")
-            ids.append(_opt(raw, "id", str, index))
-            step = _opt(raw, "step", int, index)
+                raise ItemError(f"node {index} is not an object (found {describe(raw)})")
+            ids.append(optional(raw, "id", str, index))
+            step = optional(raw, "step", int, index)
             steps.append(index if step is None else step)
-            buggy.append(_opt(raw, "is_buggy", bool, index))
+            buggy.append(optional(raw, "is_buggy", bool, index))
         by_id: dict[str, int] = {}
         for index, node_id in enumerate(ids):
             if node_id is None:
@@ -266,7 +264,7 @@ def _parents(
     if node2parent is None:
         node2parent = {}
     if not isinstance(node2parent, dict):
-        raise ItemError(f"journal's 'node2parent' is not an object (found {_kind(node2parent)})")
+        raise ItemError(f"journal's 'node2parent' is not an object (found {describe(node2parent)})")
     parents: dict[str, str] = {}
     for child, parent in node2parent.items():
         if isinstance(parent, str):
@@ -309,12 +307,12 @@ def _build_node(index: int, raw: dict[str, Any], sk: _Skeleton, warnings: list[s
         children_ids=tuple(sk.children.get(node_id, ())) if node_id is not None else (),
         parent_step=None if parent_index is None else sk.steps[parent_index],
         stage=stage,
-        ctime=_number(raw, "ctime", index),
-        plan=_opt(raw, "plan", str, index),
-        code=_opt(raw, "code", str, index),
+        ctime=number(raw, "ctime", index),
+        plan=optional(raw, "plan", str, index),
+        code=optional(raw, "code", str, index),
         term_out=term_out,
-        analysis=_opt(raw, "analysis", str, index),
-        exec_time=_number(raw, "exec_time", index),
+        analysis=optional(raw, "analysis", str, index),
+        exec_time=number(raw, "exec_time", index),
         error=_error(raw, index, term_out),
         metric=_metric(raw.get("metric"), index),
         is_buggy=sk.buggy[index],
@@ -331,16 +329,16 @@ def _term_out(raw: dict[str, Any], index: int) -> str | None:
 
 
 def _error(raw: dict[str, Any], index: int, term_out: str | None) -> StepError | None:
-    exc_type = _opt(raw, "exc_type", str, index)
+    exc_type = optional(raw, "exc_type", str, index)
     info = raw.get("exc_info")
     if info is not None and not isinstance(info, dict):
-        raise ItemError(f"node {index}: 'exc_info' should be an object, found {_kind(info)}")
+        raise ItemError(f"node {index}: 'exc_info' should be an object, found {describe(info)}")
     stack = _stack(raw.get("exc_stack"), index)
     if exc_type is None and not info and not stack:
         return None
     return StepError(
         type=exc_type,
-        message=_message(exc_type, info or {}, term_out),
+        message=error_message(exc_type, info or {}, term_out),
         info=info or {},
         stack=stack,
     )
@@ -350,7 +348,7 @@ def _stack(raw: Any, index: int) -> tuple[ExcFrame, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise ItemError(f"node {index}: 'exc_stack' should be a list, found {_kind(raw)}")
+        raise ItemError(f"node {index}: 'exc_stack' should be a list, found {describe(raw)}")
     frames = []
     for frame in raw:
         if not isinstance(frame, list) or len(frame) > 4:
@@ -358,100 +356,23 @@ def _stack(raw: Any, index: int) -> tuple[ExcFrame, ...]:
                 f"node {index}: 'exc_stack' frames should be [file, line, function, source]"
             )
         file, line, function, source = (list(frame) + [None] * 4)[:4]
-        if not (_is(file, str) and _is(line, int) and _is(function, str) and _is(source, str)):
+        if not (is_a(file, str) and is_a(line, int) and is_a(function, str) and is_a(source, str)):
             raise ItemError(f"node {index}: 'exc_stack' frame has a field of the wrong type")
         frames.append(ExcFrame(file, line, function, source))
     return tuple(frames)
 
 
-def _message(exc_type: str | None, info: Mapping[str, Any], term_out: str | None) -> str:
-    """What the exception said, as the traceback's last line shows it, else from its args."""
-    if exc_type and term_out:
-        found = _traceback_message(exc_type, term_out)
-        if found:
-            return found
-    args = info.get("args")
-    if isinstance(args, list) and args:
-        return _one_line(", ".join(a if isinstance(a, str) else repr(a) for a in args))
-    if isinstance(info.get("msg"), str):
-        return _one_line(info["msg"])
-    return ""
-
-
-def _traceback_message(exc_type: str, term_out: str) -> str | None:
-    """The last ``[module.]ExcType: message`` line near the end of the output."""
-    tail = term_out[-_MESSAGE_SEARCH_CHARS:]
-    pattern = re.compile(rf"^(?:[\w.]+\.)?{re.escape(exc_type)}(?::(.*))?$", re.MULTILINE)
-    matches = list(pattern.finditer(tail))
-    if not matches:
-        return None
-    return _one_line(matches[-1].group(1) or "")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _metric(raw: Any, index: int) -> Metric:
     if raw is None:
         return Metric()
-    if _is_number(raw):  # older serialisers stored the bare value
-        return Metric(float(raw))
+    if is_number(raw):  # older serialisers stored the bare value
+        return Metric(to_float(raw, f"node {index}: 'metric'"))
     if not isinstance(raw, dict):
-        raise ItemError(f"node {index}: 'metric' should be an object, found {_kind(raw)}")
+        raise ItemError(f"node {index}: 'metric' should be an object, found {describe(raw)}")
     value, maximize = raw.get("value"), raw.get("maximize")
-    if value is not None and not _is_number(value):
-        raise ItemError(f"node {index}: metric 'value' should be a number, found {_kind(value)}")
+    if value is not None and not is_number(value):
+        raise ItemError(f"node {index}: metric 'value' should be a number, found {describe(value)}")
     if maximize is not None and not isinstance(maximize, bool):
         raise ItemError(f"node {index}: metric 'maximize' should be true/false/null")
-    return Metric(None if value is None else float(value), maximize)
-
-
-def _number(raw: dict[str, Any], key: str, index: int) -> float | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not _is_number(value):
-        raise ItemError(f"node {index}: '{key}' should be a number, found {_kind(value)}")
-    return float(value)
-
-
-def _opt(raw: dict[str, Any], key: str, kind: type, index: int) -> Any:
-    value = raw.get(key)
-    if not _is(value, kind):
-        raise ItemError(
-            f"node {index}: '{key}' should be {_KIND_NAMES[kind]}, found {_kind(value)}"
-        )
-    return value
-
-
-def _is(value: Any, kind: type) -> bool:
-    """None or an instance of ``kind`` (a bool is not an int here, unlike in Python)."""
-    if value is None:
-        return True
-    if kind is int and isinstance(value, bool):
-        return False
-    return isinstance(value, kind)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-_KIND_NAMES: dict[type, str] = {str: "text", int: "a whole number", bool: "true/false"}
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    value = None if value is None else to_float(value, f"node {index}: metric 'value'")
+    return Metric(value, maximize)

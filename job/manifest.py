@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from job.atomic import atomic_write_json
+from job.atomic import atomic_write_bytes
 
 MANIFEST_NAME = "manifest"
 SCHEMA_VERSION = 1
@@ -101,26 +100,39 @@ class Manifest:
         self.records: dict[str, Record] = dict(keep or {})
         self._lock = threading.Lock()
         self._dirty = False
+        self._save_lock = threading.Lock()
         self._last_save = 0.0
         self._min_interval = min_interval
+        self._interval = min_interval
 
     def put(self, record: Record) -> None:
         with self._lock:
             self.records[record.key] = record
             self._dirty = True
-            due = time.monotonic() - self._last_save >= self._min_interval
+            due = time.monotonic() - self._last_save >= self._interval
         if due:
             self.save()
 
     def save(self, *, force: bool = False) -> None:
-        with self._lock:
-            if not (self._dirty or force):
-                return
-            doc: dict[str, Any] = {
+        """Write a snapshot; serialisation happens outside the records lock.
+
+        The interval between debounced saves grows with the cost of a save (at
+        least ten times it), so with tens of thousands of records the manifest
+        never takes more than a small share of the run.
+        """
+        with self._save_lock:
+            with self._lock:
+                if not (self._dirty or force):
+                    return
+                snapshot = [self.records[k] for k in sorted(self.records)]
+                self._dirty = False
+            started = time.monotonic()
+            doc = {
                 "schema": SCHEMA_VERSION,
                 "bucket_path": self.bucket_path,
-                "archives": {k: asdict(self.records[k]) for k in sorted(self.records)},
+                "archives": {rec.key: rec for rec in snapshot},
             }
-            atomic_write_json(self.path, doc)
-            self._dirty = False
-            self._last_save = time.monotonic()
+            atomic_write_bytes(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+            finished = time.monotonic()
+            self._last_save = finished
+            self._interval = max(self._min_interval, 10 * (finished - started))

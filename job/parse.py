@@ -10,7 +10,6 @@ incremental state), :mod:`job.parse_worker` (one journal) and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -271,15 +270,17 @@ def _remove_temporaries(cfg: ParseConfig, planned: list[Planned]) -> None:
         return
     targets = [p.task.report_path for p in planned]
     targets.append(index_path(cfg.output_dir, cfg.shard.suffix))
+    prefixes: dict[Path, set[str]] = {}
     for target in targets:
-        for leftover in _temporaries_of(target):
+        prefixes.setdefault(target.parent, set()).add(f".{target.name}{TEMP_MARKER}")
+    for folder, names in prefixes.items():
+        for leftover in _files_starting_with(folder, tuple(names)):
             leftover.unlink(missing_ok=True)
 
 
-def _temporaries_of(target: Path) -> Iterable[Path]:
-    prefix = f".{target.name}{TEMP_MARKER}"
+def _files_starting_with(folder: Path, prefixes: tuple[str, ...]) -> list[Path]:
     try:
-        entries = list(os.scandir(target.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return []
-    return [Path(e.path) for e in entries if e.name.startswith(prefix) and e.is_file()]
+    return [Path(e.path) for e in entries if e.name.startswith(prefixes) and e.is_file()]

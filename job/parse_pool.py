@@ -14,6 +14,7 @@ a fresh pool, so the one that kills its worker again is the only one that fails.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -140,7 +141,7 @@ class _Pool:
             max_workers=self.workers,
             mp_context=self.context,
             initializer=init_worker,
-            initargs=(self.stop_event,),
+            initargs=(self.stop_event, os.getpid()),
         )
 
     def _retire_executor(self) -> None:
@@ -164,14 +165,18 @@ class _Pool:
 
 
 def _start_method() -> str:
-    """A fresh interpreter per worker pool (forkserver) where available.
+    """``fork`` where it exists: workers are direct children that share nothing new.
 
-    Forking the parent directly would copy whatever locks its other threads
-    (download stage, logging) held at that instant; forkserver forks from a clean
-    single-threaded server process instead.
+    ``spawn`` and ``forkserver`` re-import the caller's main module in every
+    worker, so a script that calls :func:`job.parse.run_parse` without an
+    ``if __name__ == "__main__"`` guard would re-run itself and every worker
+    would die; ``forkserver``'s workers also keep its server alive (and vice
+    versa) after a SIGKILL of this process. Fork's usual hazard, locks held by
+    other threads at that instant, does not bite: workers never log, print or
+    import anything, they only read journals and write reports.
     """
     methods = multiprocessing.get_all_start_methods()
-    return "forkserver" if "forkserver" in methods else "spawn"
+    return "fork" if "fork" in methods else "spawn"
 
 
 def _terminate(processes: list[Any]) -> None:

@@ -100,13 +100,14 @@ def _write_failure(exc: OSError) -> str:
 # -- worker processes ---------------------------------------------------------------
 
 
-def init_worker(stop_event: Any) -> None:
+def init_worker(stop_event: Any, parent_pid: int) -> None:
     """Worker set-up: stopping is the parent's decision, and a worker dies with it.
 
     SIGINT (Ctrl-C reaches the whole process group) and SIGTERM are ignored, so
     the parent alone decides how to stop and workers never print tracebacks;
     the parent sets ``stop_event`` instead. On Linux the kernel kills the worker
-    if its parent dies (even by SIGKILL), so no orphan keeps writing reports.
+    when its parent dies, even by SIGKILL: otherwise it would wait forever for
+    work on a queue whose other end it holds itself.
     """
     global _stop_event
     _stop_event = stop_event
@@ -118,7 +119,9 @@ def init_worker(stop_event: Any) -> None:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
         except (OSError, AttributeError):
-            pass  # best effort: without it, workers still exit when their pipes close
+            pass  # best effort
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the line above took effect
 
 
 def run_in_worker(task: ParseTask) -> ParseResult:

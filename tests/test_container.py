@@ -34,8 +34,11 @@ from tests.conftest import SAMPLES, run_group_members, tar_gz
 REPO = Path(__file__).resolve().parent.parent
 ENTRYPOINT = REPO / "entrypoint.sh"
 DOCKERFILE = REPO / "Dockerfile"
-VENV_BIN = Path(sys.executable).parent
-CLI = VENV_BIN / "analyze-failures"
+VENV_BIN = Path(sys.executable).parent  # the dev tools: hadolint, shellcheck, rclone
+# The venv the "container" runs: this one, or one built the way the Dockerfile builds
+# /opt/venv (locked runtime deps + a non-editable install), to test exactly that.
+JOB_BIN = Path(os.environ.get("CONTAINER_TEST_VENV", sys.prefix)) / "bin"
+CLI = JOB_BIN / "analyze-failures"
 SAMPLE_PREFIX = "v1/artifacts/failed_runs/"
 IMAGE_UID = 10001
 
@@ -48,8 +51,8 @@ def can_switch_user() -> bool:
 
 
 def interpreter_is_world_readable() -> bool:
-    """Can any uid reach this venv's real interpreter (as in the image's /usr/local)?"""
-    real = Path(sys.executable).resolve()
+    """Can any uid reach the job venv's real interpreter (as in the image's /usr/local)?"""
+    real = (JOB_BIN / "python").resolve()
     return all(p.stat().st_mode & stat.S_IXOTH for p in [*real.parents, real])
 
 
@@ -73,7 +76,7 @@ def as_image_user() -> list[str]:
 def base_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment a container starts with: nothing inherited from this process."""
     env = {
-        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{JOB_BIN}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",  # as in the image; keeps the source tree untouched

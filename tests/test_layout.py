@@ -143,7 +143,12 @@ def test_journal_field_is_the_path_itself() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["journal.json", "logs/journal.json", f"{G}/dom/task_{U}/logs/e/other.json", "a/b/e/journal.json"],
+    [
+        "journal.json",
+        "logs/journal.json",
+        f"{G}/dom/task_{U}/logs/e/other.json",
+        "a/b/e/journal.json",
+    ],
 )
 def test_paths_that_are_not_journals_are_refused(path: str) -> None:
     assert not is_journal_path(path.split("/"))

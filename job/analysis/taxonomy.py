@@ -83,7 +83,9 @@ def detail_category(detail: str | None) -> str | None:
     return detail.split(": ", 1)[0]
 
 
-def classify(exc_type: str | None, message: str | None, term_out: str | None = None) -> Detail | None:
+def classify(
+    exc_type: str | None, message: str | None, term_out: str | None = None
+) -> Detail | None:
     """Like :func:`failure_detail`, as a :class:`Detail` (category and value apart)."""
     short = _short_type(exc_type)
     msg = (message or "").strip()
@@ -141,8 +143,8 @@ def _quoted(value: str) -> str:
 
 _TIMEOUT_TYPES = {"TimeoutError", "TimeoutExpired", "Timeout", "ReadTimeout", "DeadlineExceeded"}
 _TIMEOUT_TEXT = re.compile(
-    r"exceeded the time limit|timed out|time limit exceeded|deadline exceeded|"
-    r"\btimeout\b|DUE TO TIME LIMIT",
+    r"exceeded the time limit|\btimed out\b|time limit exceeded|deadline exceeded|"
+    r"DUE TO TIME LIMIT",
     re.IGNORECASE,
 )
 
@@ -167,13 +169,13 @@ def _cuda_oom(c: _Context) -> Detail | None:
 def _host_oom(c: _Context) -> Detail | None:
     if c.type in ("MemoryError", "_ArrayMemoryError") or re.match(r"Unable to allocate ", c.msg):
         return Detail(HOST_OOM)
-    if re.search(r"\bKilled\b.*out of memory|\bOOM[- ]?killed\b", c.msg, re.IGNORECASE):
-        return Detail(HOST_OOM)
     return None
 
 
 _NO_MODULE = re.compile(r"No module named ['\"]?([\w.\-]+)['\"]?")
-_CANNOT_IMPORT = re.compile(r"cannot import name ['\"]?([\w.]+)['\"]?(?: from ['\"]?([\w.]+)['\"]?)?")
+_CANNOT_IMPORT = re.compile(
+    r"cannot import name ['\"]?([\w.]+)['\"]?(?: from ['\"]?([\w.]+)['\"]?)?"
+)
 _NOT_ALLOWED = re.compile(r"Import (?:of|from) ([\w.]+) is not allowed")
 
 
@@ -247,7 +249,9 @@ def _shape(c: _Context) -> Detail | None:
 
 
 def _nan(c: _Context) -> Detail | None:
-    if re.search(r"contains NaN|Input contains (?:NaN|infinity)|NaN values? (?:found|detected)", c.msg):
+    if re.search(
+        r"contains NaN|Input contains (?:NaN|infinity)|NaN values? (?:found|detected)", c.msg
+    ):
         return Detail(NAN_INPUT)
     return None
 
@@ -363,7 +367,9 @@ LOG_TAIL_BYTES = 256 * 1024
 #: Longest traceback excerpt kept for display.
 _MAX_EXCERPT = 6000
 
-_TRACEBACK_HEADER = re.compile(r"^(?P<prefix>.*?)Traceback \(most recent call last\):[ \t\r]*$", re.M)
+_TRACEBACK_HEADER = re.compile(
+    r"^(?P<prefix>.*?)Traceback \(most recent call last\):[ \t\r]*$", re.M
+)
 _LINE = re.compile(r"^.*$", re.M)
 _EXC_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::[ \t]?(?P<msg>.*))?$")
 _ERROR_LINE = re.compile(r"^.*\b(?:ERROR|CRITICAL|FATAL)\b.*$", re.M)
@@ -433,7 +439,9 @@ def _last_traceback(text: str) -> tuple[LogError, int] | None:
     match = _EXC_LINE.match(exc_line)
     if match is None:
         return LogError(None, _one_line(exc_line), excerpt, "traceback"), end
-    return LogError(_short_type(match["type"]), _one_line(match["msg"] or ""), excerpt, "traceback"), end
+    return LogError(
+        _short_type(match["type"]), _one_line(match["msg"] or ""), excerpt, "traceback"
+    ), end
 
 
 def _last_error_line(text: str, after: int) -> LogError | None:

@@ -1,0 +1,346 @@
+"""The pages' CSS and JavaScript, inlined into every page (single self-contained files).
+
+Kept as Python strings rather than package data so every install of the job
+(editable, wheel, container image) has them without packaging configuration.
+The scripts only add behaviour: sorting and filtering the table, opening a
+step and filling it in on demand, following tree clicks. Everything they show
+is set with ``textContent`` (never ``innerHTML``), so journal text stays text.
+"""
+
+from __future__ import annotations
+
+BASE_CSS = r"""
+:root{--fg:#1d2430;--muted:#5b6573;--line:#d8dde4;--bg:#fff;--soft:#f4f6f9;--bad:#c0392b;
+--ok:#1e8449;--best:#b7950b;--link:#0b57d0;--mark:#fff3bf}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+color:var(--fg);background:var(--bg)}
+main{max-width:1280px;margin:0 auto;padding:18px 22px 60px}
+h1{font-size:22px;margin:4px 0 2px}h2{font-size:17px;margin:26px 0 8px;padding-top:6px;
+border-top:1px solid var(--line)}h3{font-size:14px;margin:14px 0 4px}
+a{color:var(--link)}p{margin:6px 0}
+.muted{color:var(--muted)}.small{font-size:12px}
+.lede{color:var(--muted);margin:2px 0 12px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
+.card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:140px;background:var(--soft)}
+.card b{display:block;font-size:22px;line-height:1.2}
+.card span{color:var(--muted);font-size:12px}
+svg.chart{max-width:100%;height:auto;display:block;margin:4px 0 10px;font-size:12px}
+svg .lbl{fill:var(--fg)}svg .val{fill:var(--muted)}svg .tick{fill:var(--muted);font-size:10px}
+svg .grid{stroke:#e6e9ee}svg .axis{stroke:#9aa3ae}
+.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:0 28px}
+.empty{color:var(--muted);font-style:italic}
+.toolbar{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:8px 0}
+.toolbar input[type=search]{min-width:280px;padding:5px 8px;border:1px solid var(--line);border-radius:6px;font:inherit}
+.toolbar select{padding:4px;font:inherit}
+button{font:inherit;padding:4px 10px;border:1px solid var(--line);border-radius:6px;background:var(--soft);cursor:pointer}
+button[aria-pressed=true]{background:#dce6f7;border-color:#9db4dc}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid var(--line);padding:4px 6px;text-align:left;vertical-align:top}
+th{position:sticky;top:0;background:#eef1f5;z-index:1;white-space:nowrap}
+th button{all:unset;cursor:pointer;font-weight:600}
+th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.cause{max-width:360px;overflow-wrap:anywhere}
+tr:hover td{background:#f7f9fc}
+.yes{color:var(--ok);font-weight:600}.no{color:var(--bad)}
+.tablewrap{max-height:80vh;overflow:auto;border:1px solid var(--line);border-radius:6px}
+code,pre{font:12px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace}
+footer{margin-top:30px;color:var(--muted);font-size:12px}
+"""
+
+INDEX_JS = r"""
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("runs-data").textContent);
+  var COLS = D.cols, ROWS = D.rows, PAGE = 300;
+  var K = {};
+  COLS.forEach(function (c, i) { K[c.key] = i; });
+  var hay = ROWS.map(function (r) {
+    return COLS.filter(function (c) { return c.search; })
+      .map(function (c) { var v = r[K[c.key]]; return v == null ? "" : String(v); })
+      .join("\u0001").toLowerCase();
+  });
+  var body = document.getElementById("runs-body");
+  var count = document.getElementById("runs-count");
+  var more = document.getElementById("runs-more");
+  var q = document.getElementById("runs-filter");
+  var agent = document.getElementById("runs-agent");
+  var noSolution = document.getElementById("runs-nosolution");
+  var state = { key: D.sort, dir: -1, view: [], shown: 0 };
+
+  function cmp(a, b) {
+    var i = K[state.key], x = ROWS[a][i], y = ROWS[b][i];
+    var xn = x == null || x === "", yn = y == null || y === "";
+    if (xn || yn) { return xn === yn ? a - b : (xn ? 1 : -1); }  // blanks last, either way
+    if (typeof x === "number" && typeof y === "number") {
+      return x === y ? a - b : (x < y ? -state.dir : state.dir);
+    }
+    var c = String(x).localeCompare(String(y), undefined, { numeric: true, sensitivity: "base" });
+    return c === 0 ? a - b : c * state.dir;
+  }
+
+  function apply() {
+    var terms = q.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var ag = agent.value, ns = noSolution.checked;
+    var view = [];
+    for (var i = 0; i < ROWS.length; i++) {
+      if (ag && ROWS[i][K.agent] !== ag) continue;
+      if (ns && ROWS[i][K.valid] === "yes") continue;
+      var h = hay[i], ok = true;
+      for (var t = 0; t < terms.length; t++) { if (h.indexOf(terms[t]) < 0) { ok = false; break; } }
+      if (ok) view.push(i);
+    }
+    view.sort(cmp);
+    state.view = view;
+    state.shown = 0;
+    body.textContent = "";
+    draw();
+    document.querySelectorAll("#runs thead th").forEach(function (th) {
+      th.setAttribute("aria-sort", th.dataset.k === state.key ? (state.dir > 0 ? "ascending" : "descending") : "none");
+    });
+  }
+
+  function cell(tr, col, value, row) {
+    var td = document.createElement("td");
+    if (col.num) td.className = "num";
+    if (col.key === "cause") td.className = "cause";
+    if (value == null || value === "") {
+      td.textContent = col.num ? "–" : "";
+    } else if (col.link && row[K[col.link]]) {
+      var a = document.createElement("a");
+      a.href = row[K[col.link]];
+      a.textContent = value;
+      if (col.title) a.title = row[K[col.title]] || "";
+      td.appendChild(a);
+      if (col.alt && row[K[col.alt]]) {
+        var t = document.createElement("a");
+        t.href = row[K[col.alt]];
+        t.textContent = "txt";
+        t.className = "small";
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(t);
+      }
+    } else {
+      td.textContent = col.fmt === "pct" ? Math.round(value * 100) + "%"
+        : col.fmt === "g4" ? String(Number(value.toPrecision(4))) : String(value);
+      if (col.key === "valid") td.className = value === "yes" ? "yes" : "no";
+    }
+    tr.appendChild(td);
+  }
+
+  function draw() {
+    var end = Math.min(state.view.length, state.shown + PAGE);
+    var frag = document.createDocumentFragment();
+    for (var n = state.shown; n < end; n++) {
+      var row = ROWS[state.view[n]], tr = document.createElement("tr");
+      for (var c = 0; c < COLS.length; c++) { if (!COLS[c].hidden) cell(tr, COLS[c], row[c], row); }
+      frag.appendChild(tr);
+    }
+    body.appendChild(frag);
+    state.shown = end;
+    count.textContent = state.view.length === ROWS.length
+      ? ROWS.length.toLocaleString() + " runs"
+      : state.view.length.toLocaleString() + " of " + ROWS.length.toLocaleString() + " runs match";
+    more.hidden = state.shown >= state.view.length;
+    more.textContent = "Show more (" + (state.view.length - state.shown).toLocaleString() + " left)";
+  }
+
+  document.querySelectorAll("#runs thead th").forEach(function (th) {
+    th.querySelector("button").addEventListener("click", function () {
+      var k = th.dataset.k;
+      state.dir = state.key === k ? -state.dir : (COLS[K[k]].num ? -1 : 1);
+      state.key = k;
+      apply();
+    });
+  });
+  q.addEventListener("input", apply);
+  agent.addEventListener("change", apply);
+  noSolution.addEventListener("change", apply);
+  more.addEventListener("click", draw);
+  if ("IntersectionObserver" in window) {
+    new IntersectionObserver(function (es) {
+      if (es[0].isIntersecting && state.shown < state.view.length) draw();
+    }, { root: document.querySelector(".tablewrap") }).observe(more);
+  }
+  apply();
+  document.body.dataset.ready = "1";
+})();
+"""
+
+JOURNAL_CSS = r"""
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:8px 0}
+dl.meta dt{color:var(--muted)}dl.meta dd{margin:0;overflow-wrap:anywhere}
+.legend-inline span{display:inline-flex;align-items:center;gap:5px;margin-right:14px}
+.dot{width:12px;height:12px;border-radius:50%;display:inline-block;border:2px solid #0003}
+.dot.buggy{background:#f4c7c3}.dot.valid{background:#c8e6c9}.dot.best{background:#ffe082;border-color:var(--best)}
+.dot.unknown{background:#e0e0e0}
+.treebox{overflow:auto;max-height:62vh;border:1px solid var(--line);border-radius:6px;background:#fbfcfd}
+svg.tree{display:block;font-size:10px}
+svg.tree .edge{fill:none;stroke:#8d99a6;stroke-width:1.3}
+svg.tree .edge.debug{stroke:#d98880;stroke-dasharray:4 3}
+svg.tree circle{stroke:#0005;stroke-width:1.5}
+svg.tree .buggy circle{fill:#f4c7c3}svg.tree .valid circle{fill:#c8e6c9}
+svg.tree .best circle{fill:#ffe082;stroke:var(--best);stroke-width:3}
+svg.tree .unknown circle{fill:#e0e0e0}
+svg.tree .sn{text-anchor:middle;font-weight:600;fill:#1d2430;pointer-events:none}
+svg.tree .mv{text-anchor:middle;fill:#1e6b3a;font-size:9px;pointer-events:none}
+svg.tree a:hover circle,svg.tree a:focus circle{stroke:#0b57d0;stroke-width:3}
+svg.tree a.sel circle{stroke:#0b57d0;stroke-width:4}
+.steps .step{border:1px solid var(--line);border-left:5px solid #bbb;border-radius:6px;margin:6px 0;
+scroll-margin-top:8px}
+.steps.big .step{content-visibility:auto;contain-intrinsic-size:auto 36px}
+.steps .step.buggy{border-left-color:var(--bad)}.steps .step.valid{border-left-color:var(--ok)}
+.steps .step.best{border-left-color:var(--best);background:#fffdf3}
+.steps .step:target{outline:3px solid #9db4dc}
+.steps .step>summary{cursor:pointer;padding:6px 10px;list-style-position:outside;margin-left:14px}
+.steps .step>summary .err{color:var(--bad);font-weight:600;overflow-wrap:anywhere}
+.steps .step>summary .det{color:var(--bad)}
+.steps .step>summary .ok{color:var(--ok);font-weight:600}
+.steps .body{padding:0 12px 10px}
+.steps .part{margin:6px 0}.steps .part>summary{cursor:pointer;color:var(--muted);font-weight:600}
+.steps .text{white-space:pre-wrap;overflow-wrap:anywhere;margin:4px 0}
+.steps pre{background:var(--soft);border:1px solid var(--line);border-radius:4px;padding:8px;
+overflow:auto;max-height:70vh;margin:4px 0;white-space:pre}
+.steps pre .ln{display:block}
+.steps pre .ln::before{content:attr(data-n);display:inline-block;width:3.2em;color:#9aa3ae;
+text-align:right;margin-right:10px;user-select:none}
+.steps pre .ln.hl{background:#fde2e1;outline:1px solid #f1948a}
+.steps pre .tb{background:#fde2e1;color:#7b1e16;display:block}
+.steps pre .cut{color:var(--muted);font-style:italic}
+.steps .errbox{border:1px solid #f1948a;background:#fdf2f1;border-radius:6px;padding:6px 10px;margin:6px 0}
+.steps .errbox b{color:var(--bad)}
+.steps .errbox ol{margin:4px 0 0 0;padding-left:22px;font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}
+.steps .rel a{margin-right:8px}
+.f-buggy .step:not(.buggy){display:none}.f-valid .step:not(.valid):not(.best){display:none}
+"""
+
+JOURNAL_JS = r"""
+(function () {
+  "use strict";
+  var store = document.getElementById("steps-data"), cache = null;
+  function data() { if (cache === null) cache = JSON.parse(store.textContent); return cache; }
+  var MAX_OUT = 200000;
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = text;
+    return e;
+  }
+  function part(title, open, content) {
+    var d = el("details", "part");
+    d.open = open;
+    d.appendChild(el("summary", null, title));
+    d.appendChild(content);
+    return d;
+  }
+  function code(text, marks) {
+    var pre = el("pre", "code"), lines = text.split("\n"), frag = document.createDocumentFragment();
+    for (var i = 0; i < lines.length; i++) {
+      var ln = el("span", marks.indexOf(i + 1) >= 0 ? "ln hl" : "ln", lines[i] + "\n");
+      ln.setAttribute("data-n", String(i + 1));
+      frag.appendChild(ln);
+    }
+    pre.appendChild(frag);
+    return pre;
+  }
+  function output(text) {
+    var pre = el("pre", "out");
+    if (text.length > MAX_OUT) {
+      pre.appendChild(el("span", "cut", "… " + (text.length - MAX_OUT).toLocaleString() + " earlier characters not shown …\n"));
+      text = text.slice(text.length - MAX_OUT);
+    }
+    var at = text.lastIndexOf("Traceback (most recent call last):");
+    if (at < 0) { pre.appendChild(document.createTextNode(text)); return pre; }
+    // Highlight from the traceback header to the exception line (the first unindented line).
+    var end = text.length, pos = text.indexOf("\n", at);
+    while (pos >= 0 && pos + 1 < text.length) {
+      var next = text.indexOf("\n", pos + 1), line = text.slice(pos + 1, next < 0 ? text.length : next);
+      if (line.trim() && !/^\s/.test(line)) { end = next < 0 ? text.length : next + 1; break; }
+      pos = next;
+    }
+    pre.appendChild(document.createTextNode(text.slice(0, at)));
+    pre.appendChild(el("span", "tb", text.slice(at, end)));
+    pre.appendChild(document.createTextNode(text.slice(end)));
+    return pre;
+  }
+  function link(i, label) {
+    var a = el("a", null, label);
+    a.href = "#node-" + i;
+    return a;
+  }
+
+  function render(det) {
+    var body = det.querySelector(".body");
+    if (!body || body.dataset.done) return;
+    body.dataset.done = "1";
+    var s = data()[Number(det.dataset.i)];
+    if (s.e) {
+      var box = el("div", "errbox");
+      box.appendChild(el("b", null, s.e.t || "Error"));
+      if (s.e.m) box.appendChild(document.createTextNode(": " + s.e.m));
+      if (s.e.d) { box.appendChild(el("br")); box.appendChild(el("span", "det", "→ " + s.e.d)); }
+      if (s.e.f && s.e.f.length) {
+        var ol = el("ol");
+        s.e.f.forEach(function (f) { ol.appendChild(el("li", null, f)); });
+        box.appendChild(ol);
+      }
+      body.appendChild(box);
+    }
+    if (s.p) body.appendChild(part("Plan", true, el("div", "text", s.p)));
+    if (s.c != null) body.appendChild(part("Code (" + s.c.split("\n").length + " lines)", false, code(s.c, s.h || [])));
+    if (s.o != null) body.appendChild(part("Output", !!s.e, output(s.o)));
+    if (s.a) body.appendChild(part("Analysis", true, el("div", "text", s.a)));
+    var rel = el("p", "rel small");
+    if (s.u != null) { rel.appendChild(document.createTextNode("Parent: ")); rel.appendChild(link(s.u, "step " + s.us)); }
+    if (s.k && s.k.length) {
+      rel.appendChild(document.createTextNode(" Children: "));
+      s.k.forEach(function (k) { rel.appendChild(link(k[0], "step " + k[1])); });
+    }
+    if (rel.childNodes.length) body.appendChild(rel);
+  }
+
+  var steps = document.getElementById("steps");
+  steps.addEventListener("toggle", function (ev) {
+    var t = ev.target;
+    if (t.classList && t.classList.contains("step") && t.open) render(t);
+  }, true);
+
+  var selected = null;
+  function go(scroll) {
+    var m = /^#node-(\d+)$/.exec(location.hash);
+    if (!m) return;
+    var det = document.getElementById("node-" + m[1]);
+    if (!det) return;
+    if (getComputedStyle(det).display === "none") setFilter("all");
+    det.open = true;
+    render(det);
+    if (selected) selected.classList.remove("sel");
+    selected = document.querySelector('#tree a[data-i="' + m[1] + '"]');
+    if (selected) selected.classList.add("sel");
+    if (scroll) det.scrollIntoView({ block: "start" });
+  }
+  window.addEventListener("hashchange", function () { go(true); });
+
+  function setFilter(f) {
+    steps.classList.remove("f-buggy", "f-valid");
+    if (f !== "all") steps.classList.add("f-" + f);
+    document.querySelectorAll("[data-filter]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.dataset.filter === f ? "true" : "false");
+    });
+  }
+  document.querySelectorAll("[data-filter]").forEach(function (b) {
+    b.addEventListener("click", function () { setFilter(b.dataset.filter); });
+  });
+  var tree = document.getElementById("tree");
+  if (tree) {
+    tree.addEventListener("click", function (ev) {
+      var a = ev.target.closest ? ev.target.closest("a") : null;
+      if (a && a.getAttribute("href") === location.hash) { ev.preventDefault(); go(true); }
+    });
+  }
+  go(true);
+  document.body.dataset.ready = "1";
+})();
+"""

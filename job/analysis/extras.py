@@ -1,0 +1,100 @@
+"""What the index page needs from each journal, computed once when the journal is parsed.
+
+The site is rebuilt on every run from ``index.json``; re-reading thousands of
+journals (tens of MB each) for that would dominate the run. So the parse worker,
+which has the :class:`~job.journal.Journal` in memory anyway, calls
+:func:`index_extras` and stores the result in the journal's index entry.
+
+Fields (all JSON-safe):
+
+``failures``
+    One ``{"step", "stage", "type", "message", "detail"}`` per step that raised,
+    in step order. ``message`` is cut to :data:`MAX_MESSAGE` characters; ``detail``
+    is :func:`job.analysis.taxonomy.failure_detail` (None when the type says all).
+``valid_solution``
+    True when some step is not buggy and has a metric value: the run produced at
+    least one usable solution.
+``steps_by_stage``
+    ``{"draft": n, "debug": n, "improve": n}`` (plus ``"unknown"`` when present).
+``html``
+    The journal page's path relative to the output folder (only when ``report`` is
+    given): ``<run folder>/<experiment>.html``, beside the text report.
+``analysis_version``
+    :data:`EXTRAS_VERSION`; entries without it predate this module.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter
+from typing import Any
+
+from job.analysis.taxonomy import failure_detail
+from job.journal import Journal, Node
+from job.layout import Layout
+
+EXTRAS_VERSION = 1
+#: Longest exception message stored per failure (the index stays small; the page has all).
+MAX_MESSAGE = 300
+HTML_SUFFIX = ".html"
+EXTRA_FIELDS = ("failures", "valid_solution", "steps_by_stage", "html", "analysis_version")
+
+
+def index_extras(journal: Journal, *, report: str | None = None) -> dict[str, Any]:
+    """The per-journal fields the site reads from ``index.json`` (see module doc).
+
+    ``report`` is the text report's path relative to the output folder
+    (``Layout.report``); when given, ``html`` says where the journal page goes.
+    """
+    extras: dict[str, Any] = {
+        "failures": [failure_record(n) for n in journal.nodes if n.error is not None],
+        "valid_solution": has_valid_solution(journal),
+        "steps_by_stage": dict(Counter(str(n.stage) for n in journal.nodes)),
+        "analysis_version": EXTRAS_VERSION,
+    }
+    if report is not None:
+        extras["html"] = journal_page_path(report)
+    return extras
+
+
+def failure_record(node: Node) -> dict[str, Any]:
+    """One step that raised, as the index and ``failures.csv`` carry it."""
+    error = node.error
+    assert error is not None
+    message = error.message
+    return {
+        "step": node.step,
+        "stage": str(node.stage),
+        "type": error.type,
+        "message": message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…",
+        "detail": failure_detail(error.type, message, node.term_out),
+    }
+
+
+def has_valid_solution(journal: Journal) -> bool:
+    """AIDE produced a usable solution: a non-buggy step with a metric value."""
+    return any(n.is_buggy is False and n.metric.value is not None for n in journal.nodes)
+
+
+def journal_page_path(report: str) -> str:
+    """``a/b/run/exp.txt`` -> ``a/b/run/exp.html`` (the page sits beside its report)."""
+    root, _ext = posixpath.splitext(report)
+    return root + HTML_SUFFIX
+
+
+def page_header(layout: Layout) -> dict[str, Any]:
+    """What the journal page shows above the tree, from the journal's path.
+
+    ``index_href`` is the relative link from the page back to ``ROOT/index.html``:
+    the page sits at ``ROOT/aide_journals/<run folder>/<experiment>.html``.
+    """
+    depth = len([p for p in layout.run_folder.split("/") if p]) + 1  # + aide_journals/
+    return {
+        "Run group": layout.run_group,
+        "Agent": layout.agent,
+        "Task": layout.task_id,
+        "Run": layout.run_id,
+        "Experiment": layout.experiment,
+        "Journal": layout.journal,
+        "index_href": "../" * depth + "index.html",
+    }
