@@ -32,7 +32,7 @@ def merge_outputs(root: Path) -> dict[str, int]:
     """Merge a ``run`` output root: ROOT/failed_runs manifests and ROOT/aide_journals indexes."""
     counts = {"archives": merge_manifests(root / "failed_runs")}
     journals = root / "aide_journals"
-    if journals.is_dir():
+    if journals.is_dir() and any(journals.glob("index.shard-*-of-*.json")):
         from job.parse import merge_indexes
 
         index = merge_indexes(journals)

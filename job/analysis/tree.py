@@ -6,15 +6,16 @@ exist), and its width is the number of leaves, so wide trees scroll sideways.
 Malformed journals (a parent that is missing, or a cycle in ``node2parent``)
 still draw: whatever cannot be reached from a draft becomes a root of its own.
 
-Each node is a link to its step (``#node-<index>``), so clicking it works even
-without script; the page's script then opens the step.
+Only positions and edges are drawn here; the page's script draws the nodes
+that are in view (a 5,000-step tree would otherwise put ~20,000 SVG elements
+through layout on load). Each node it draws is a link to its step
+(``#node-<index>``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from job.analysis.html import esc, fmt_metric
 from job.journal import Journal, Node
 
 DX = 34  # horizontal distance between leaves
@@ -107,12 +108,13 @@ def node_class(node: Node, best_index: int | None) -> str:
     return "unknown"
 
 
-def tree_svg(journal: Journal) -> str:
-    """The whole tree; one ``<path>`` per edge kind keeps the element count low."""
+def edges_svg(journal: Journal, pos: list[Placed], children: list[list[int]]) -> str:
+    """The tree's edges as two ``<path>`` elements (improve/draft and debug edges).
+
+    One element per kind whatever the size: thousands of separate lines would
+    each cost layout and hit-testing; a path costs one.
+    """
     nodes = journal.nodes
-    if not nodes:
-        return '<p class="empty">This journal has no steps.</p>'
-    pos, children, width, height = layout(journal)
     improve, debug = [], []
     for parent, kids in enumerate(children):
         p = pos[parent]
@@ -120,38 +122,9 @@ def tree_svg(journal: Journal) -> str:
             q = pos[c]
             seg = f"M{p.x:.0f} {p.y + R:.0f}L{q.x:.0f} {q.y - R:.0f}"
             (debug if nodes[parent].is_buggy else improve).append(seg)
-    out = [
-        f'<svg id="tree" class="tree" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-        f'aria-label="Solution tree of {len(nodes)} steps" xmlns="http://www.w3.org/2000/svg">',
-        f'<path class="edge" d="{"".join(improve)}"/>' if improve else "",
-        f'<path class="edge debug" d="{"".join(debug)}"/>' if debug else "",
-    ]
-    best = journal.best_index
-    for n in nodes:
-        p = pos[n.index]
-        cls = node_class(n, best)
-        tip = _tooltip(n, cls)
-        out.append(
-            f'<a href="#node-{n.index}" class="tn {cls}" data-i="{n.index}" aria-label="{esc(tip)}">'
-            f"<title>{esc(tip)}</title>"
-            f'<circle cx="{p.x:.0f}" cy="{p.y:.0f}" r="{R}"/>'
-            f'<text x="{p.x:.0f}" y="{p.y + 4:.0f}" class="sn">{n.step}</text>'
-        )
-        if n.metric.value is not None and n.is_buggy is not True:
-            out.append(
-                f'<text x="{p.x:.0f}" y="{p.y + R + 11:.0f}" class="mv">{fmt_metric(n.metric.value)}</text>'
-            )
-        out.append("</a>")
-    out.append("</svg>")
+    out = []
+    if improve:
+        out.append(f'<path class="edge" d="{"".join(improve)}"/>')
+    if debug:
+        out.append(f'<path class="edge debug" d="{"".join(debug)}"/>')
     return "".join(out)
-
-
-def _tooltip(n: Node, cls: str) -> str:
-    parts = [f"Step {n.step}", str(n.stage), cls]
-    if n.metric.value is not None:
-        parts.append(f"metric {fmt_metric(n.metric.value)}")
-    if n.error is not None:
-        msg = n.error.message if len(n.error.message) <= 120 else n.error.message[:119] + "…"
-        parts.append(f"{n.error.type or 'error'}: {msg}" if msg else (n.error.type or "error"))
-    return " · ".join(parts)
