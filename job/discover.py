@@ -77,3 +77,35 @@ def shard_of(rel: str, count: int) -> int:
 
 def in_shard(rel: str, shard: Shard) -> bool:
     return not shard.active or shard_of(rel, shard.count) == shard.index
+
+
+class ShardFilter:
+    """Which journals belong to this shard: the shard that downloaded their archive.
+
+    Splitting journals by their own path would let shard A parse a journal that
+    shard B is still extracting (or has not fetched yet), so journals follow the
+    archive they came from, as recorded in the download manifests. Journals under
+    no known archive folder are another shard's work in progress when manifests
+    exist; only a tree with no manifest at all (made by hand) falls back to a hash
+    of the journal's path.
+    """
+
+    def __init__(self, failed_runs_dir: Path, shard: Shard) -> None:
+        self.shard = shard
+        self._key_of_folder: dict[str, str] = {}
+        if shard.active:
+            from job.manifest import load
+
+            self._key_of_folder = {rec.folder: rec.key for rec in load(failed_runs_dir).values()}
+
+    def __call__(self, rel: str) -> bool:
+        if not self.shard.active:
+            return True
+        parts = rel.split("/")
+        for depth in range(len(parts) - 1, 0, -1):
+            key = self._key_of_folder.get("/".join(parts[:depth]))
+            if key is not None:
+                from job.listing import shard_of as key_shard
+
+                return key_shard(key, self.shard.count) == self.shard.index
+        return not self._key_of_folder and in_shard(rel, self.shard)

@@ -77,8 +77,12 @@ class LocalS3:
                 f"127.0.0.1:{self.port}",
                 "--auth-key",
                 f"{ACCESS_KEY},{SECRET_KEY}",
+                # A short cache so files written straight into the folder show up;
+                # 0s makes rclone (1.75) hang on PUT, so never go below 1s.
                 "--dir-cache-time",
-                "0s",
+                "1s",
+                "--poll-interval",
+                "0",
                 "--config",
                 os.devnull,
                 str(self.root),

@@ -36,6 +36,8 @@ def merge_outputs(root: Path) -> dict[str, int]:
         from job.parse import merge_indexes
 
         index = merge_indexes(journals)
+        for shard_file in journals.glob("index.shard-*-of-*.json"):
+            shard_file.unlink(missing_ok=True)
         import orjson
 
         counts["journals"] = len(orjson.loads(index.read_bytes()).get("journals", []))

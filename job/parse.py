@@ -16,7 +16,7 @@ from typing import Any
 
 from job.atomic import TEMP_MARKER, remove_stale_temporaries
 from job.config import ParseConfig
-from job.discover import FoundJournal, find_journals, in_shard
+from job.discover import FoundJournal, ShardFilter, find_journals
 from job.errors import UsageError
 from job.index import (
     Fingerprint,
@@ -61,19 +61,24 @@ def run_parse(cfg: ParseConfig) -> StageSummary:
     """
     log = get_logger(stage="parse")
     summary = StageSummary("parse")
+    if cfg.dry_run and not cfg.failed_runs_dir.exists():
+        # `run --dry-run` on a first night: the download stage created nothing yet.
+        log.info("parse.discovered", failed_runs_dir=str(cfg.failed_runs_dir), journals=0)
+        return summary
     _check_input(cfg.failed_runs_dir)
     found = find_journals(
         cfg.failed_runs_dir,
         on_error=lambda path, reason: log.warning("parse.unreadable", path=path, error=reason),
     )
-    mine = [f for f in found if in_shard(f.rel, cfg.shard)]
+    mine_filter = ShardFilter(cfg.failed_runs_dir, cfg.shard)
+    mine = [f for f in found if mine_filter(f.rel)]
     earlier = load_previous(
         cfg.output_dir,
         on_error=lambda path, reason: log.warning(
             "parse.index_unreadable", path=path, error=reason
         ),
     )
-    previous = {rel: e for rel, e in earlier.items() if in_shard(rel, cfg.shard)}
+    previous = {rel: e for rel, e in earlier.items() if mine_filter(rel)}
     planned = plan(mine, previous, cfg)
     present = {f.rel for f in mine}
     gone = sorted((e for rel, e in previous.items() if rel not in present), key=lambda e: e.journal)

@@ -717,6 +717,17 @@ def test_download_then_parse_subcommands_equal_run(samples_bucket, s3_env, world
     assert_same_tree(snapshot(staged), snapshot(whole))
 
 
+def test_report_subcommand_writes_the_index_page(samples_bucket, s3_env, world_tmp):
+    home = image_dir(world_tmp, "home")
+    out = image_dir(world_tmp, "data")
+    env = image_env(home, out, s3_env, BUCKET_PATH=samples_bucket)
+    assert run_entrypoint(env=env, cwd=out, user=as_image_user()).returncode == 0
+    (out / "index.html").unlink(missing_ok=True)  # in case `run` writes it as well
+    result = run_entrypoint("report", env=env, cwd=out, user=as_image_user())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "<html" in (out / "index.html").read_text().lower()
+
+
 def test_shards_then_merge_equal_one_unsharded_run(samples_bucket, s3_env, world_tmp):
     """The scale-out recipe (indexed job + merge job) through the entrypoint."""
     home = image_dir(world_tmp, "home")

@@ -42,6 +42,8 @@ th button{all:unset;cursor:pointer;font-weight:600}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.cause{max-width:360px;overflow-wrap:anywhere}
+td.nowrap{white-space:nowrap}
+.answer{font-size:15px;background:#fff8e6;border:1px solid #f3d27a;border-radius:8px;padding:8px 12px}
 tr:hover td{background:#f7f9fc}
 .yes{color:var(--ok);font-weight:600}.no{color:var(--bad)}
 .tablewrap{max-height:80vh;overflow:auto;border:1px solid var(--line);border-radius:6px}
@@ -105,6 +107,7 @@ INDEX_JS = r"""
     var td = document.createElement("td");
     if (col.num) td.className = "num";
     if (col.key === "cause") td.className = "cause";
+    if (col.nowrap) td.className = "nowrap";
     if (value == null || value === "") {
       td.textContent = col.num ? "–" : "";
     } else if (col.link && row[K[col.link]]) {
@@ -189,7 +192,6 @@ svg.tree a:hover circle,svg.tree a:focus circle{stroke:#0b57d0;stroke-width:3}
 svg.tree a.sel circle{stroke:#0b57d0;stroke-width:4}
 .steps .step{border:1px solid var(--line);border-left:5px solid #bbb;border-radius:6px;margin:6px 0;
 scroll-margin-top:8px}
-.steps.big .step{content-visibility:auto;contain-intrinsic-size:auto 36px}
 .steps .step.buggy{border-left-color:var(--bad)}.steps .step.valid{border-left-color:var(--ok)}
 .steps .step.best{border-left-color:var(--best);background:#fffdf3}
 .steps .step:target{outline:3px solid #9db4dc}
@@ -218,16 +220,23 @@ text-align:right;margin-right:10px;user-select:none}
 JOURNAL_JS = r"""
 (function () {
   "use strict";
-  var store = document.getElementById("steps-data"), cache = null;
-  function data() { if (cache === null) cache = JSON.parse(store.textContent); return cache; }
-  var MAX_OUT = 200000;
+  var SVGNS = "http://www.w3.org/2000/svg";
+  var META = JSON.parse(document.getElementById("steps-meta").textContent);
+  var S = META.steps, CH = META.chunk, R = META.r, MAX_OUT = 200000, EST = 42;
+  var bodies = {};
 
+  function body(i) {
+    var c = Math.floor(i / CH);
+    if (!(c in bodies)) bodies[c] = JSON.parse(document.getElementById("body-" + c).textContent);
+    return bodies[c][i - c * CH];
+  }
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) e.className = cls;
     if (text != null) e.textContent = text;
     return e;
   }
+  function add(parent, text) { parent.appendChild(document.createTextNode(text)); }
   function part(title, open, content) {
     var d = el("details", "part");
     d.open = open;
@@ -252,7 +261,7 @@ JOURNAL_JS = r"""
       text = text.slice(text.length - MAX_OUT);
     }
     var at = text.lastIndexOf("Traceback (most recent call last):");
-    if (at < 0) { pre.appendChild(document.createTextNode(text)); return pre; }
+    if (at < 0) { add(pre, text); return pre; }
     // Highlight from the traceback header to the exception line (the first unindented line).
     var end = text.length, pos = text.indexOf("\n", at);
     while (pos >= 0 && pos + 1 < text.length) {
@@ -260,65 +269,168 @@ JOURNAL_JS = r"""
       if (line.trim() && !/^\s/.test(line)) { end = next < 0 ? text.length : next + 1; break; }
       pos = next;
     }
-    pre.appendChild(document.createTextNode(text.slice(0, at)));
+    add(pre, text.slice(0, at));
     pre.appendChild(el("span", "tb", text.slice(at, end)));
-    pre.appendChild(document.createTextNode(text.slice(end)));
+    add(pre, text.slice(end));
     return pre;
   }
-  function link(i, label) {
-    var a = el("a", null, label);
+  function link(i) {
+    var a = el("a", null, "step " + S[i].n);
     a.href = "#node-" + i;
     return a;
   }
 
-  function render(det) {
-    var body = det.querySelector(".body");
-    if (!body || body.dataset.done) return;
-    body.dataset.done = "1";
-    var s = data()[Number(det.dataset.i)];
+  // --- the steps: summaries drawn a chunk at a time, bodies when opened ---
+  var steps = document.getElementById("steps"), chunks = [];
+  function summary(i) {
+    var s = S[i], d = el("details", "step " + s.c), sm = el("summary");
+    d.id = "node-" + i;
+    d.setAttribute("data-i", String(i));
+    sm.appendChild(el("b", null, "Step " + s.n));
+    add(sm, " · " + s.g + (s.ps != null ? " of step " + s.ps : ""));
     if (s.e) {
-      var box = el("div", "errbox");
-      box.appendChild(el("b", null, s.e.t || "Error"));
-      if (s.e.m) box.appendChild(document.createTextNode(": " + s.e.m));
-      if (s.e.d) { box.appendChild(el("br")); box.appendChild(el("span", "det", "→ " + s.e.d)); }
-      if (s.e.f && s.e.f.length) {
-        var ol = el("ol");
-        s.e.f.forEach(function (f) { ol.appendChild(el("li", null, f)); });
-        box.appendChild(ol);
-      }
-      body.appendChild(box);
+      add(sm, " · ");
+      sm.appendChild(el("span", "err", s.e));
+      if (s.d) { add(sm, " "); sm.appendChild(el("span", "det", "→ " + s.d)); }
+    } else if (s.c === "buggy") {
+      add(sm, " · ");
+      sm.appendChild(el("span", "err", "buggy (no exception)"));
     }
-    if (s.p) body.appendChild(part("Plan", true, el("div", "text", s.p)));
-    if (s.c != null) body.appendChild(part("Code (" + s.c.split("\n").length + " lines)", false, code(s.c, s.h || [])));
-    if (s.o != null) body.appendChild(part("Output", !!s.e, output(s.o)));
-    if (s.a) body.appendChild(part("Analysis", true, el("div", "text", s.a)));
-    var rel = el("p", "rel small");
-    if (s.u != null) { rel.appendChild(document.createTextNode("Parent: ")); rel.appendChild(link(s.u, "step " + s.us)); }
-    if (s.k && s.k.length) {
-      rel.appendChild(document.createTextNode(" Children: "));
-      s.k.forEach(function (k) { rel.appendChild(link(k[0], "step " + k[1])); });
-    }
-    if (rel.childNodes.length) body.appendChild(rel);
+    if (s.m != null) { add(sm, " · "); sm.appendChild(el("span", "ok", "metric " + s.m)); }
+    if (s.c === "best") add(sm, " · ★ best");
+    if (s.t) { add(sm, " · "); sm.appendChild(el("span", "muted", s.t)); }
+    d.appendChild(sm);
+    d.appendChild(el("div", "body"));
+    return d;
   }
+  function fill(c) {
+    var ph = chunks[c];
+    if (!ph || ph.dataset.done) return;
+    ph.dataset.done = "1";
+    var frag = document.createDocumentFragment();
+    for (var i = c * CH; i < Math.min(S.length, (c + 1) * CH); i++) frag.appendChild(summary(i));
+    ph.appendChild(frag);
+    ph.style.minHeight = "";
+  }
+  for (var c = 0; c * CH < S.length; c++) {
+    var ph = el("div", "chunk");
+    ph.setAttribute("data-c", String(c));
+    ph.style.minHeight = Math.min(CH, S.length - c * CH) * EST + "px";
+    steps.appendChild(ph);
+    chunks.push(ph);
+  }
+  var io = "IntersectionObserver" in window ? new IntersectionObserver(function (es) {
+    es.forEach(function (e) { if (e.isIntersecting) { fill(Number(e.target.dataset.c)); io.unobserve(e.target); } });
+  }, { rootMargin: "800px 0px" }) : null;
+  chunks.forEach(function (ph, c) { if (io) io.observe(ph); else fill(c); });
 
-  var steps = document.getElementById("steps");
+  function render(det) {
+    var box = det.querySelector(".body");
+    if (!box || box.dataset.done) return;
+    box.dataset.done = "1";
+    var i = Number(det.dataset.i), b = body(i);
+    if (b.e) {
+      var err = el("div", "errbox");
+      err.appendChild(el("b", null, b.e.t || "Error"));
+      if (b.e.m) add(err, ": " + b.e.m);
+      if (S[i].d) { err.appendChild(el("br")); err.appendChild(el("span", "det", "→ " + S[i].d)); }
+      if (b.e.f && b.e.f.length) {
+        var ol = el("ol");
+        b.e.f.forEach(function (f) { ol.appendChild(el("li", null, f)); });
+        err.appendChild(ol);
+      }
+      box.appendChild(err);
+    }
+    if (b.p) box.appendChild(part("Plan", true, el("div", "text", b.p)));
+    if (b.c != null) box.appendChild(part("Code (" + b.c.split("\n").length + " lines)", false, code(b.c, b.h || [])));
+    if (b.o != null) box.appendChild(part("Output", !!b.e, output(b.o)));
+    if (b.a) box.appendChild(part("Analysis", true, el("div", "text", b.a)));
+    var rel = el("p", "rel small");
+    if (b.u != null) { add(rel, "Parent: "); rel.appendChild(link(b.u)); }
+    if (b.k && b.k.length) {
+      add(rel, (b.u != null ? " · " : "") + "Children: ");
+      b.k.forEach(function (k) { rel.appendChild(link(k)); });
+    }
+    if (rel.childNodes.length) box.appendChild(rel);
+  }
   steps.addEventListener("toggle", function (ev) {
     var t = ev.target;
     if (t.classList && t.classList.contains("step") && t.open) render(t);
   }, true);
 
-  var selected = null;
+  // --- the tree: nodes in (and near) view are drawn; the rest are just data ---
+  var tbox = document.getElementById("treebox"), layer = document.getElementById("tree-nodes");
+  var order = S.map(function (_, i) { return i; }).sort(function (a, b) { return S[a].x - S[b].x || a - b; });
+  var xs = order.map(function (i) { return S[i].x; });
+  var drawn = new Map(), selected = -1, queued = false;
+  function svg(tag, attrs) {
+    var e = document.createElementNS(SVGNS, tag);
+    for (var k in attrs) e.setAttribute(k, attrs[k]);
+    return e;
+  }
+  function tip(s) {
+    var t = ["Step " + s.n, s.g, s.c];
+    if (s.m != null) t.push("metric " + s.m);
+    if (s.e) t.push(s.e);
+    return t.join(" · ");
+  }
+  function treeNode(i) {
+    var s = S[i], a = svg("a", { href: "#node-" + i, "class": "tn " + s.c + (i === selected ? " sel" : ""), "data-i": i });
+    var t = svg("title", {});
+    t.textContent = tip(s);
+    a.appendChild(t);
+    a.appendChild(svg("circle", { cx: s.x, cy: s.y, r: R }));
+    var n = svg("text", { x: s.x, y: s.y + 4, "class": "sn" });
+    n.textContent = String(s.n);
+    a.appendChild(n);
+    if (s.m != null) {
+      var m = svg("text", { x: s.x, y: s.y + R + 11, "class": "mv" });
+      m.textContent = s.m;
+      a.appendChild(m);
+    }
+    return a;
+  }
+  function first(v) {
+    var lo = 0, hi = xs.length;
+    while (lo < hi) { var mid = (lo + hi) >> 1; if (xs[mid] < v) lo = mid + 1; else hi = mid; }
+    return lo;
+  }
+  function paintTree() {
+    queued = false;
+    var pad = 300, L = tbox.scrollLeft - pad, Rt = tbox.scrollLeft + tbox.clientWidth + pad;
+    var T = tbox.scrollTop - pad, B = tbox.scrollTop + tbox.clientHeight + pad, want = new Set();
+    for (var k = first(L); k < xs.length && xs[k] <= Rt; k++) {
+      var i = order[k];
+      if (S[i].y >= T && S[i].y <= B) want.add(i);
+    }
+    drawn.forEach(function (node, i) { if (!want.has(i)) { node.remove(); drawn.delete(i); } });
+    var frag = document.createDocumentFragment();
+    want.forEach(function (i) { if (!drawn.has(i)) { var n = treeNode(i); drawn.set(i, n); frag.appendChild(n); } });
+    layer.appendChild(frag);
+  }
+  function queue() { if (!queued) { queued = true; requestAnimationFrame(paintTree); } }
+  tbox.addEventListener("scroll", queue, { passive: true });
+  window.addEventListener("resize", queue);
+  layer.addEventListener("click", function (ev) {
+    var a = ev.target.closest ? ev.target.closest("a") : null;
+    if (a && a.getAttribute("href") === location.hash) { ev.preventDefault(); go(true); }
+  });
+
+  function select(i) {
+    if (drawn.has(selected)) drawn.get(selected).classList.remove("sel");
+    selected = i;
+    if (drawn.has(i)) drawn.get(i).classList.add("sel");
+  }
   function go(scroll) {
     var m = /^#node-(\d+)$/.exec(location.hash);
-    if (!m) return;
-    var det = document.getElementById("node-" + m[1]);
-    if (!det) return;
+    if (!m || Number(m[1]) >= S.length) return;
+    var i = Number(m[1]);
+    fill(Math.floor(i / CH));
+    var det = document.getElementById("node-" + i);
     if (getComputedStyle(det).display === "none") setFilter("all");
     det.open = true;
     render(det);
-    if (selected) selected.classList.remove("sel");
-    selected = document.querySelector('#tree a[data-i="' + m[1] + '"]');
-    if (selected) selected.classList.add("sel");
+    select(i);
     if (scroll) det.scrollIntoView({ block: "start" });
   }
   window.addEventListener("hashchange", function () { go(true); });
@@ -333,13 +445,9 @@ JOURNAL_JS = r"""
   document.querySelectorAll("[data-filter]").forEach(function (b) {
     b.addEventListener("click", function () { setFilter(b.dataset.filter); });
   });
-  var tree = document.getElementById("tree");
-  if (tree) {
-    tree.addEventListener("click", function (ev) {
-      var a = ev.target.closest ? ev.target.closest("a") : null;
-      if (a && a.getAttribute("href") === location.hash) { ev.preventDefault(); go(true); }
-    });
-  }
+
+  paintTree();
+  if (!io) chunks.forEach(function (_, c) { fill(c); });
   go(true);
   document.body.dataset.ready = "1";
 })();

@@ -137,7 +137,6 @@ def collect(
     """
     runs: list[RunRow] = []
     failures: list[FailureRow] = []
-    warnings: list[str] = []
     for entry in entries:
         row, rows = _journal_run(entry, outcomes)
         runs.append(row)
@@ -147,7 +146,7 @@ def collect(
         runs.append(row)
         failures.extend(rows)
     totals = _totals(entries, runs, failures, group_names)
-    return SiteData(totals, runs, failures, warnings)
+    return SiteData(totals, runs, failures)
 
 
 def _journal_run(

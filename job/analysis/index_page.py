@@ -20,6 +20,7 @@ from job.analysis import taxonomy
 from job.analysis.assets import BASE_CSS, INDEX_JS
 from job.analysis.collect import (
     Count,
+    FailureRow,
     RunRow,
     SiteData,
     causes,
@@ -51,10 +52,18 @@ TOP_VALUES = 10
 
 #: The table's columns, in order (``hidden`` ones feed links, tooltips and search).
 COLUMNS: list[dict[str, Any]] = [
-    {"key": "started", "label": "Started (UTC)", "search": True},
+    {"key": "started", "label": "Started (UTC)", "search": True, "nowrap": True},
     {"key": "agent", "label": "Agent", "search": True},
     {"key": "task", "label": "Task", "search": True},
-    {"key": "run", "label": "Run", "search": True, "link": "href", "alt": "txt", "title": "path"},
+    {
+        "key": "run",
+        "label": "Run",
+        "search": True,
+        "link": "href",
+        "alt": "txt",
+        "title": "path",
+        "nowrap": True,
+    },
     {"key": "steps", "label": "Steps", "num": True},
     {"key": "buggy", "label": "Buggy", "num": True, "fmt": "pct"},
     {"key": "valid", "label": "Valid solution"},
@@ -201,7 +210,18 @@ def _note_for(rows: list[RunRow]) -> str:
 
 
 def _agents_section(data: SiteData, all_causes: list[Count]) -> str:
-    series = top_series(all_causes)
+    # The overall top causes are mostly AIDE's; each agent's own top causes are added
+    # so a small agent's bar is not all "other".
+    extra: list[str] = []
+    by_agent: dict[str, list[FailureRow]] = {}
+    for f in data.failures:
+        by_agent.setdefault(f.agent or "(unknown agent)", []).append(f)
+    base = top_series(all_causes)
+    for rows in by_agent.values():
+        extra += [c.name for c in causes(rows)[:3] if c.name not in base and c.name not in extra]
+    series = [s for s in base if s != "other"] + extra[:6]
+    if len(all_causes) > len(series):
+        series.append("other")
     stacks = stacks_by(data.failures, lambda f: f.agent or "(unknown agent)", series)
     rows_by: dict[str, list[RunRow]] = {}
     for r in data.runs:
@@ -212,7 +232,7 @@ def _agents_section(data: SiteData, all_causes: list[Count]) -> str:
         '<h2 id="agents">By agent</h2><p class="small muted">Each bar is 100% of that agent\'s '
         "failures, split by cause; the numbers are failures, runs and the share of AIDE runs "
         "that found a valid solution.</p>"
-        + stacked_chart(bars, title="Failure causes by agent", series=series)
+        + stacked_chart(bars, title="Failure causes by agent", series=series, unit="failures")
     )
 
 
@@ -231,7 +251,7 @@ def _tasks_section(data: SiteData, all_causes: list[Count]) -> str:
     )
     return (
         '<h2 id="tasks">By task</h2>'
-        + stacked_chart(bars, title="Failure causes by task", series=series)
+        + stacked_chart(bars, title="Failure causes by task", series=series, unit="failures")
         + more
     )
 
@@ -247,10 +267,11 @@ def _time_section(data: SiteData, all_causes: list[Count]) -> str:
         Stack(label, stacks.get(label, Counter()), f"{runs_per.get(label, 0):,} runs")
         for label in labels
     ]
+    period = "week" if labels[0].startswith("wk ") else "day" if len(labels[0]) == 10 else "month"
     return (
-        '<h2 id="time">Over time</h2><p class="small muted">Failures per '
-        f"{'day' if labels[0][:2] != 'wk' and len(labels[0]) == 10 else 'period'} of the run groups' "
-        "start, by cause.</p>" + column_chart(cols, title="Failures over time", series=series)
+        f'<h2 id="time">Over time</h2><p class="small muted">Failures per {period} of the run '
+        "groups' start, by cause.</p>"
+        + column_chart(cols, title="Failures over time", series=series)
     )
 
 

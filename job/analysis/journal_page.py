@@ -31,7 +31,7 @@ from job.analysis.assets import BASE_CSS, JOURNAL_CSS, JOURNAL_JS
 from job.analysis.html import esc, fmt_int, fmt_metric, fmt_pct, json_script, page
 from job.analysis.svg import Bar, bar_chart
 from job.analysis.taxonomy import failure_detail
-from job.analysis.tree import edges_svg, layout, node_class
+from job.analysis.tree import R, edges_svg, layout, node_class
 from job.journal import Journal, Node
 
 #: Header keys with a meaning of their own (not shown in the key/value list).
@@ -191,7 +191,7 @@ def _meta(journal: Journal, details: list[str | None], pos: list[Any]) -> dict[s
         if n.exec_time is not None:
             item["t"] = f"{n.exec_time:.1f} s"
         steps.append(item)
-    return {"steps": steps, "chunk": CHUNK}
+    return {"steps": steps, "chunk": CHUNK, "r": R}
 
 
 def _error_line(n: Node) -> str:

@@ -36,7 +36,7 @@ from job.analysis.collect import (
     collect,
     run_folder_of,
 )
-from job.analysis.extras import index_extras, journal_page_path, page_header
+from job.analysis.extras import EXTRAS_VERSION, index_extras, journal_page_path, page_header
 from job.analysis.index_page import render_index
 from job.analysis.journal_page import render_journal_page
 from job.analysis.runs import failed_runs_without_journal, find_run_groups, run_outcomes
@@ -182,8 +182,16 @@ def read_entries(aide_dir: Path, warn: Callable[[str], None]) -> list[dict[str, 
 
 
 def needs_extras(entry: dict[str, Any]) -> bool:
-    """An entry written before the analysis fields existed (and whose journal was readable)."""
-    return not entry.get("error") and bool(entry.get("report")) and "failures" not in entry
+    """A readable journal's entry without current analysis fields.
+
+    Written before the fields existed (absent, or null once ``IndexEntry`` has
+    them), or by an older :data:`~job.analysis.extras.EXTRAS_VERSION`.
+    """
+    if entry.get("error") or not entry.get("report"):
+        return False
+    version = entry.get("analysis_version")
+    outdated = not isinstance(version, int) or version < EXTRAS_VERSION
+    return entry.get("failures") is None or outdated
 
 
 def complete_entries(

@@ -9,6 +9,7 @@ are shortened, with the full text in the tooltip.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +26,13 @@ PALETTE = (
     "#8C6D31",
     "#F0E442",
     "#6A3D9A",
-    "#1B9E77",
+    "#B2182B",
+    "#BCBD22",
+    "#17BECF",
+    "#E7298A",
+    "#66A61E",
+    "#1F3A93",
+    "#A65628",
 )
 OTHER_COLOUR = "#9A9A9A"
 OTHER = "other"
@@ -35,7 +42,7 @@ _ROW_H = 22
 _BAR_H = 15
 _LABEL_W = 270
 _VALUE_W = 150
-_CHAR_W = 7.0  # average glyph width of the 12px system sans font, for truncation
+_CHAR_W = 7.4  # generous average glyph width of the 12px sans font, for truncation
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,15 @@ def bar_chart(
 
 
 def stacked_chart(
-    stacks: Sequence[Stack], *, title: str, series: Sequence[str], normalise: bool = True
+    stacks: Sequence[Stack],
+    *,
+    title: str,
+    series: Sequence[str],
+    normalise: bool = True,
+    width: int = 940,
+    label_width: int = 300,
+    value_width: int = 250,
+    unit: str = "",
 ) -> str:
     """One horizontal bar per row split by series (100% wide when ``normalise``).
 
@@ -118,20 +133,20 @@ def stacked_chart(
     if not stacks:
         return _empty(title)
     palette = colours(series)
-    span = _WIDTH - _LABEL_W - _VALUE_W
+    span = width - label_width - value_width
     top = max((sum(s.parts.values()) for s in stacks), default=1) or 1
-    legend_h = _legend_height(series)
+    legend_h = _legend_height(series, width)
     height = legend_h + len(stacks) * _ROW_H + 6
-    out = [_open(title, height), _legend(series, palette)]
+    out = [_open(title, height, width), _legend(series, palette, width)]
     for i, s in enumerate(stacks):
         y = legend_h + 3 + i * _ROW_H
         total = sum(s.parts.values())
         scale = span / (total if normalise else top) if total else 0.0
         out.append(
-            f'<text x="{_LABEL_W - 8}" y="{y + _BAR_H - 3}" text-anchor="end" class="lbl">'
-            f"<title>{esc(s.label)}</title>{esc(_fit(s.label, _LABEL_W - 8))}</text>"
+            f'<text x="{label_width - 8}" y="{y + _BAR_H - 3}" text-anchor="end" class="lbl">'
+            f"<title>{esc(s.label)}</title>{esc(_fit(s.label, label_width - 8))}</text>"
         )
-        x = float(_LABEL_W)
+        x = float(label_width)
         for name in series:
             count = s.parts.get(name, 0)
             if not count:
@@ -144,9 +159,9 @@ def stacked_chart(
                 f"({share:.0f}%)</title></rect>"
             )
             x += w
-        note = f"{total:,}" + (f" · {s.note}" if s.note else "")
+        note = f"{total:,}" + (f" {unit}" if unit else "") + (f" · {s.note}" if s.note else "")
         out.append(
-            f'<text x="{(_WIDTH - _VALUE_W if normalise else x) + 6:.1f}" y="{y + _BAR_H - 3}" '
+            f'<text x="{(width - value_width if normalise else x) + 6:.1f}" y="{y + _BAR_H - 3}" '
             f'class="val">{esc(note)}</text>'
         )
     out.append("</svg>")
@@ -163,7 +178,7 @@ def column_chart(stacks: Sequence[Stack], *, title: str, series: Sequence[str]) 
     axis_h = 34
     left = 48
     n = len(stacks)
-    slot = max(6.0, min(40.0, (_WIDTH - left - 10) / n))
+    slot = max(6.0, min(56.0, (_WIDTH - left - 10) / n))
     width = max(_WIDTH, int(left + slot * n + 10))
     height = legend_h + plot_h + axis_h
     top = max(sum(s.parts.values()) for s in stacks) or 1
@@ -177,7 +192,8 @@ def column_chart(stacks: Sequence[Stack], *, title: str, series: Sequence[str]) 
             f"{round(top * frac):,}</text>"
         )
     out.append(f'<line x1="{left}" x2="{width - 6}" y1="{base}" y2="{base}" class="axis"/>')
-    every = max(1, round(n / 12))  # at most ~12 axis labels
+    widest = max(len(s.label) for s in stacks) * 6.0 + 8  # 10px tick font
+    every = max(1, math.ceil(widest / slot))  # labels never overlap
     for i, s in enumerate(stacks):
         x = left + i * slot + 1
         y = float(base)
@@ -204,22 +220,22 @@ def column_chart(stacks: Sequence[Stack], *, title: str, series: Sequence[str]) 
     return "".join(out)
 
 
-def _legend_height(series: Sequence[str]) -> int:
+def _legend_height(series: Sequence[str], width: int = _WIDTH) -> int:
     rows, x = 1, 0.0
     for name in series:
         w = 22 + len(name) * _CHAR_W + 14
-        if x + w > _WIDTH:
+        if x + w > width:
             rows, x = rows + 1, 0.0
         x += w
     return rows * 18 + 6
 
 
-def _legend(series: Sequence[str], palette: Mapping[str, str]) -> str:
+def _legend(series: Sequence[str], palette: Mapping[str, str], width: int = _WIDTH) -> str:
     out = ['<g class="legend">']
     x, y = 0.0, 2
     for name in series:
         w = 22 + len(name) * _CHAR_W + 14
-        if x + w > _WIDTH:
+        if x + w > width:
             x, y = 0.0, y + 18
         out.append(
             f'<rect x="{x:.1f}" y="{y + 2}" width="12" height="12" rx="2" fill="{palette[name]}"/>'

@@ -52,6 +52,33 @@ PROMPT_TOO_LONG = "prompt too long"
 STEP_LIMIT = "agent step limit"
 DISK_FULL = "disk full"
 NETWORK = "network error"
+#: Every category a detail can have (the charts group by these).
+CATEGORIES = (
+    TIMEOUT,
+    CUDA_OOM,
+    HOST_OOM,
+    MISSING_MODULE,
+    CANNOT_IMPORT,
+    IMPORT_NOT_ALLOWED,
+    MISSING_KEY,
+    MISSING_COLUMNS,
+    FILE_NOT_FOUND,
+    CANNOT_READ_FILE,
+    SHAPE_MISMATCH,
+    NAN_INPUT,
+    MISSING_ATTRIBUTE,
+    UNEXPECTED_KEYWORD,
+    GPU_TENSOR_TO_NUMPY,
+    NO_GPU,
+    UNDEFINED_NAME,
+    SYNTAX_ERROR,
+    NOT_NUMERIC,
+    RATE_LIMIT,
+    PROMPT_TOO_LONG,
+    STEP_LIMIT,
+    DISK_FULL,
+    NETWORK,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,12 +394,10 @@ LOG_TAIL_BYTES = 256 * 1024
 #: Longest traceback excerpt kept for display.
 _MAX_EXCERPT = 6000
 
-_TRACEBACK_HEADER = re.compile(
-    r"^(?P<prefix>.*?)Traceback \(most recent call last\):[ \t\r]*$", re.M
-)
+_HEADER = "Traceback (most recent call last):"
 _LINE = re.compile(r"^.*$", re.M)
 _EXC_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::[ \t]?(?P<msg>.*))?$")
-_ERROR_LINE = re.compile(r"^.*\b(?:ERROR|CRITICAL|FATAL)\b.*$", re.M)
+_LEVEL_WORD = re.compile(r"\b(?:ERROR|CRITICAL|FATAL)\b")
 _LEVEL = re.compile(r"\b(?:ERROR|CRITICAL|FATAL)\b[\s:\-\]|]*")
 _TYPE_IN_TEXT = re.compile(r"\b((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Interrupt|Exit))\b")
 
@@ -413,15 +438,17 @@ def last_error(text: str) -> LogError | None:
 
 def _last_traceback(text: str) -> tuple[LogError, int] | None:
     """The last traceback and the offset just past its exception line."""
-    headers = list(_TRACEBACK_HEADER.finditer(text))
-    if not headers:
+    at = text.rfind(_HEADER)
+    if at < 0:
         return None
-    header = headers[-1]
-    prefix = header["prefix"]
+    line_start = text.rfind("\n", 0, at) + 1
+    prefix = text[line_start:at]  # e.g. "[Worker 0] " when every log line is prefixed
+    header_end = text.find("\n", at)
+    header_end = len(text) if header_end < 0 else header_end
     kept = ["Traceback (most recent call last):"]
-    end = header.end()
+    end = header_end
     exc_line: str | None = None
-    for match in _LINE.finditer(text, header.end()):
+    for match in _LINE.finditer(text, header_end):
         end = match.end()
         raw = match.group(0)
         line = (raw[len(prefix) :] if prefix and raw.startswith(prefix) else raw).rstrip("\r")
@@ -446,12 +473,13 @@ def _last_traceback(text: str) -> tuple[LogError, int] | None:
 
 def _last_error_line(text: str, after: int) -> LogError | None:
     last = None
-    for match in _ERROR_LINE.finditer(text, after):
-        if match.group(0).strip():
-            last = match
+    for match in _LEVEL_WORD.finditer(text, after):
+        last = match
     if last is None:
         return None
-    line = last.group(0).strip()
+    start = text.rfind("\n", 0, last.start()) + 1
+    stop = text.find("\n", last.end())
+    line = text[start : len(text) if stop < 0 else stop].strip()
     level = _LEVEL.search(line)
     message = line[level.end() :] if level else line
     types = _TYPE_IN_TEXT.findall(message)
