@@ -141,7 +141,7 @@ def test_env_example_documents_every_variable():
 
 
 def test_docs_cover_every_variable_and_file():
-    doc = (REPO / "docs" / "container.md").read_text()
+    doc = (REPO / "README.md").read_text()
     for heading in ("## Run it in a container", "## Schedule it", "## Scale it out"):
         assert heading in doc
     for name in ENTRYPOINT_VARS | {"ANALYSIS_OUTPUT", "AWS_PROFILE", "AWS_ENDPOINT_URL"}:
