@@ -137,3 +137,82 @@ def test_stale_temporaries_from_a_killed_run_are_removed(busy_bucket, tmp_path):
     (out / ".G4.tar.gz.partial-1-abcd").write_bytes(b"half")
     clean_run(busy_bucket, out)
     assert list(iter_temporaries(out)) == []
+
+
+# --- the whole run: download, then parse (reports and index) ---------------------------
+
+
+@pytest.fixture
+def journal_bucket(s3_server, s3, bucket):
+    """Generated run groups with real-looking AIDE journals, served by the loopback S3."""
+    from job.synthetic import seed_bucket
+
+    seed_bucket(
+        s3_server.root,
+        bucket=bucket,
+        prefix="failed_runs/",
+        n_archives=6,
+        layout="mixed",
+        seed=3,
+        steps=40,
+        n_runs=3,
+    )
+    return bucket
+
+
+def start_run(bucket: str, root: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "job",
+            "run",
+            "--bucket-path",
+            f"s3://{bucket}/failed_runs/",
+            "--output-dir",
+            str(root),
+            "--concurrent",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def comparable_index(root: Path) -> list[dict]:
+    """index.json minus what legitimately differs between runs (inodes, times)."""
+    doc = json.loads((root / "aide_journals" / "index.json").read_text())
+    drop = {"fingerprint", "parsed_at"}
+    return [{k: v for k, v in e.items() if k not in drop} for e in doc["journals"]]
+
+
+@pytest.mark.parametrize(
+    ("event", "count"),
+    [("download.archive", 3), ("parse.discovered", 1), ("parse.journal", 1), ("parse.journal", 9)],
+)
+def test_sigkill_during_a_whole_run_then_rerun_equals_a_clean_run(
+    journal_bucket, tmp_path, event, count
+):
+    reference = tmp_path / "reference"
+    proc = start_run(journal_bucket, reference)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+
+    root = tmp_path / "root"
+    proc = start_run(journal_bucket, root)
+    wait_for_event(proc, event, count)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    rerun = start_run(journal_bucket, root)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+
+    ledger.add("kill_points_tried")
+    ledger.add("items_lost", len(set(tree(reference)) - set(tree(root))))
+    ignore = {"aide_journals/index.json"}
+    assert {k: v for k, v in tree(root).items() if k not in ignore} == {
+        k: v for k, v in tree(reference).items() if k not in ignore
+    }
+    assert comparable_index(root) == comparable_index(reference)
+    assert list(iter_temporaries(root)) == []
