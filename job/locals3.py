@@ -77,10 +77,11 @@ class LocalS3:
                 f"127.0.0.1:{self.port}",
                 "--auth-key",
                 f"{ACCESS_KEY},{SECRET_KEY}",
-                # A short cache so files written straight into the folder show up;
-                # 0s makes rclone (1.75) hang on PUT, so never go below 1s.
+                # Files and buckets written straight into the folder must show up at
+                # once, so the directory cache is (almost) off. Exactly 0s makes
+                # rclone 1.75 spin and hang on PUT; 1ms with polling off does not.
                 "--dir-cache-time",
-                "1s",
+                "1ms",
                 "--poll-interval",
                 "0",
                 "--config",
