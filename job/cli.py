@@ -153,13 +153,45 @@ def build_parser() -> argparse.ArgumentParser:
     _download_flags(run)
     run.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
 
-    mg = sub.add_parser("merge", help="combine the shard manifests and indexes of a run root")
-    mg.add_argument(
-        "--log-format", choices=("json", "console"), default=os.environ.get("LOG_FORMAT", "json")
-    )
-    mg.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
-    mg.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
+    for name, text in (
+        ("merge", "combine the shard manifests and indexes of a run root, then write the report"),
+        ("report", "write ROOT/index.html and ROOT/failures.csv from an existing output dir"),
+    ):
+        extra = sub.add_parser(name, help=text)
+        extra.add_argument(
+            "--log-format",
+            choices=("json", "console"),
+            default=os.environ.get("LOG_FORMAT", "json"),
+        )
+        extra.add_argument(
+            "--log-level",
+            choices=("debug", "info", "warning", "error"),
+            default=os.environ.get("LOG_LEVEL", "info"),
+        )
+        extra.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
     return parser
+
+
+def _check_root(root: Path) -> None:
+    if not (root / "failed_runs").is_dir() and not (root / "aide_journals").is_dir():
+        raise UsageError(
+            f"{root} holds no failed_runs/ or aide_journals/: pass the run's --output-dir"
+        )
+
+
+def write_site(root: Path) -> None:
+    """The browsable analysis (index.html, failures.csv) of a run root."""
+    from job.analysis import build_site
+    from job.logs import get_logger
+
+    log = get_logger(stage="report")
+    try:
+        summary = build_site(root)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report into {root}: {exc.strerror or exc}") from None
+    log.info("report.site", **summary.as_log())
+    for warning in summary.warnings[:50]:
+        log.warning("report.problem", problem=warning)
 
 
 def _shard(args: argparse.Namespace) -> Shard:
@@ -226,9 +258,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from job.merge import merge_outputs
 
         root: Path = args.output_dir
-        if not (root / "failed_runs").is_dir() and not (root / "aide_journals").is_dir():
-            raise UsageError(f"{root} holds no failed_runs/ or aide_journals/ to merge")
+        _check_root(root)
         get_logger().info("merge.done", root=str(root), **merge_outputs(root))
+        write_site(root)
+        return EXIT_OK
+    if args.command == "report":
+        _check_root(args.output_dir)
+        write_site(args.output_dir)
         return EXIT_OK
     shard = _shard(args)
     if args.command == "download":
@@ -247,6 +283,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         root = args.output_dir
         downloaded = run_download(_download_config(args, root / "failed_runs", shard))
         parsed = run_parse(_parse_config(args, root / "failed_runs", root / "aide_journals", shard))
+        if not args.dry_run and not shard.active:
+            # Sharded workers leave the page to `merge`, which sees every shard's index.
+            write_site(root)
         return max(downloaded.exit_status, parsed.exit_status)
     raise UsageError(f"unknown command {args.command!r}")
 

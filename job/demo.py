@@ -24,7 +24,7 @@ DEMO_PREFIX = "v1/artifacts/failed_runs/"
 
 
 def seed(root: Path, *, archives: int, seed_value: int) -> list[Path]:
-    from job.synthetic import seed_bucket
+    from job.synthetic import AGENTS, seed_bucket
 
     return seed_bucket(
         root,
@@ -32,6 +32,7 @@ def seed(root: Path, *, archives: int, seed_value: int) -> list[Path]:
         prefix=DEMO_PREFIX,
         n_archives=archives,
         layout="mixed",
+        agents=AGENTS,  # AIDE plus the agents that leave no journal, as on a real bucket
         seed=seed_value,
     )
 
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="seed, serve and run the whole job")
     r.add_argument("--output-dir", type=Path, default=Path("demo-output"))
-    r.add_argument("--archives", type=int, default=12)
+    r.add_argument("--archives", type=int, default=16)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--log-format", choices=("json", "console"), default="console")
     s = sub.add_parser("seed", help="write the generated demo bucket into a folder")

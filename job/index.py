@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from job.analysis.extras import index_extras
 from job.atomic import atomic_write_json
 from job.config import Shard
 from job.errors import UsageError
@@ -77,6 +78,12 @@ class IndexEntry:
     fingerprint: Fingerprint | None = None
     report_format: int | None = None
     parsed_at: str | None = None
+    # What the HTML analysis (job.analysis) needs, so it never re-reads journals.
+    failures: list[dict[str, Any]] | None = None  # [{"step","stage","type","message","detail"}]
+    valid_solution: bool | None = None
+    steps_by_stage: dict[str, int] | None = None
+    html: str | None = None  # the journal's page, relative to the output folder
+    analysis_version: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +118,7 @@ def entry_for(layout: Layout, journal: Journal, fingerprint: Fingerprint | None)
         fingerprint=fingerprint,
         report_format=REPORT_FORMAT,
         parsed_at=now_iso(),
+        **index_extras(journal, report=layout.report),
     )
 
 

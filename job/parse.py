@@ -29,7 +29,7 @@ from job.index import (
 from job.layout import derive_layout
 from job.logs import get_logger
 from job.parse_pool import execute
-from job.parse_worker import ParseResult, ParseTask
+from job.parse_worker import ParseResult, ParseTask, page_path
 from job.report_text import REPORT_FORMAT
 from job.signals import raise_if_stopped
 from job.summary import Outcome, StageSummary
@@ -131,7 +131,11 @@ def _reason(task: ParseTask, prev: IndexEntry | None, cfg: ParseConfig) -> str:
         return "changed"
     if prev.report_format != REPORT_FORMAT:
         return "report format changed"
-    if prev.report != task.layout.report or not task.report_path.is_file():
+    if (
+        prev.report != task.layout.report
+        or not task.report_path.is_file()
+        or not page_path(task.report_path).is_file()
+    ):
         return "report missing"
     return "up to date"
 
@@ -176,6 +180,7 @@ def _record(log: Any, summary: StageSummary, task: ParseTask, result: ParseResul
     if entry.error is not None:
         # A report left from an earlier, readable version must not pass for current.
         task.report_path.unlink(missing_ok=True)
+        page_path(task.report_path).unlink(missing_ok=True)
         summary.record(Outcome.FAILED)
         log.error(
             "parse.journal",
@@ -221,6 +226,7 @@ def _remove_gone(log: Any, output_dir: Path, entry: IndexEntry) -> None:
     report = _safe_report_path(output_dir, entry.report)
     if report is not None:
         report.unlink(missing_ok=True)
+        page_path(report).unlink(missing_ok=True)
         _prune_empty_folders(report.parent, output_dir)
     log.info("parse.remove", journal=entry.journal, report=None if report is None else str(report))
 
@@ -274,6 +280,7 @@ def _remove_temporaries(cfg: ParseConfig, planned: list[Planned]) -> None:
         remove_stale_temporaries(cfg.output_dir)
         return
     targets = [p.task.report_path for p in planned]
+    targets += [page_path(p.task.report_path) for p in planned]
     targets.append(index_path(cfg.output_dir, cfg.shard.suffix))
     prefixes: dict[Path, set[str]] = {}
     for target in targets:

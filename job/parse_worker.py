@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from job.analysis.extras import page_header
+from job.analysis.journal_page import render_journal_page
+from job.atomic import atomic_write_text
 from job.atomic_stream import atomic_text_file
 from job.errors import Cancelled, ItemError
 from job.index import Fingerprint, IndexEntry, entry_for, failure_entry
@@ -81,10 +84,22 @@ def _read(path: Path) -> tuple[Journal, Fingerprint]:
         raise ItemError(f"cannot read journal: {exc.strerror or exc}") from None
 
 
+def page_path(report: Path) -> Path:
+    """The journal's HTML page lives beside its text report (same name, .html)."""
+    return report.with_suffix(".html")
+
+
 def _write(task: ParseTask, journal: Journal, should_stop: Callable[[], bool] | None) -> None:
     try:
         with atomic_text_file(task.report_path) as out:
             write_report(out, journal, task.layout, should_stop=should_stop)
+        # The journal page is rendered in the same pass, while the model is in memory.
+        atomic_write_text(
+            page_path(task.report_path),
+            render_journal_page(
+                journal, header=page_header(task.layout), report_name=task.report_path.name
+            ),
+        )
     except OSError as exc:
         raise ItemError(_write_failure(exc)) from None
 

@@ -24,7 +24,7 @@ from job.journal import Journal, Node, StepError
 from job.layout import Layout
 
 #: Bump when the report's content changes: reports of an older format are rewritten.
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2  # 2: an HTML page beside every text report
 WIDTH = 80
 INDENT = "    "
 END_MARKER = "End of report."

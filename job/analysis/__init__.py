@@ -14,10 +14,30 @@ Entry points (the rest of the package is their implementation):
 
 from __future__ import annotations
 
-from job.analysis.extras import index_extras, journal_page_path, page_header
-from job.analysis.journal_page import render_journal_page
-from job.analysis.site import SiteSummary, build_site
-from job.analysis.taxonomy import LogError, failure_detail, last_error
+from typing import Any
+
+# Imported lazily (PEP 562): job.index imports job.analysis.extras while job.analysis.site
+# imports job.index, so eager imports here would make a cycle.
+_WHERE = {
+    "index_extras": "extras",
+    "journal_page_path": "extras",
+    "page_header": "extras",
+    "render_journal_page": "journal_page",
+    "SiteSummary": "site",
+    "build_site": "site",
+    "LogError": "taxonomy",
+    "failure_detail": "taxonomy",
+    "last_error": "taxonomy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"job.analysis.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "LogError",
