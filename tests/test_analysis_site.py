@@ -71,6 +71,13 @@ def copy(pristine: Path, tmp_path: Path) -> Path:
         (dest / leftover).unlink(missing_ok=True)
     for page in (dest / "aide_journals").rglob("*.html"):
         page.unlink()
+    # An index from before the analysis fields existed (the parse stage now adds them).
+    index = dest / "aide_journals" / "index.json"
+    doc = json.loads(index.read_text())
+    for entry in doc["journals"]:
+        for name in ("failures", "valid_solution", "steps_by_stage", "html", "analysis_version"):
+            entry.pop(name, None)
+    index.write_text(json.dumps(doc))
     return dest
 
 

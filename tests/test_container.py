@@ -109,6 +109,8 @@ def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
+_PAGE_NAME = re.compile(rb"<title>[^<]*</title>|failed runs in <b>[^<]*</b>")
+_PAGE_TIME = re.compile(rb"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC")
 _ISO_TIME = re.compile(rb"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
 # Keys whose values are about this run or this disk, not about the archives: times,
 # durations, and file identities (inode, ctime) the parse stage fingerprints with.
@@ -145,6 +147,9 @@ def snapshot(root: Path) -> dict[str, object]:
         else:
             data = path.read_bytes().replace(str(root).encode(), b"<ROOT>")
             data = _ISO_TIME.sub(b"<time>", data)
+            if rel == "index.html":  # names its folder and when it was generated
+                data = _PAGE_NAME.sub(b"<name>", data)
+                data = _PAGE_TIME.sub(b"<time>", data)
             if path.suffix == ".json" and (
                 path.name.startswith(("manifest", "index"))
                 or path.parent in (root, root / "aide_journals")
@@ -707,7 +712,7 @@ def test_download_subcommand_fills_only_failed_runs(samples_bucket, s3_env, worl
 def test_download_then_parse_subcommands_equal_run(samples_bucket, s3_env, world_tmp):
     home = image_dir(world_tmp, "home")
     staged, whole = image_dir(world_tmp, "staged"), image_dir(world_tmp, "whole")
-    for command in ("download", "parse"):
+    for command in ("download", "parse", "report"):
         env = image_env(home, staged, s3_env, BUCKET_PATH=samples_bucket)
         result = run_entrypoint(command, env=env, cwd=staged, user=as_image_user())
         assert result.returncode == 0, f"{command}: {result.stderr[-3000:]}"
