@@ -191,7 +191,9 @@ def extract_stream(stream: BinaryIO, dest: Path, limits: Limits) -> ExtractStats
             raise ItemError(
                 "file too large for the output drive (file-size limit reached)"
             ) from None
-        raise
+        # Anything else the filesystem refuses (odd member orders, names too long...) is
+        # this archive's problem, reported as such; the run goes on.
+        raise ItemError(f"cannot extract: {exc.strerror or exc}") from None
     for link in links:
         if link_escapes(dest, link):
             raise ItemError(

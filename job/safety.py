@@ -129,6 +129,8 @@ def judge(member: tarfile.TarInfo, seen: Seen) -> Verdict:
         resolved = normalise(target)
         if resolved is None:
             return _reject(f"hard link {name!r} -> {target!r} points outside the archive folder")
+        if resolved == path:
+            return _reject(f"hard link {name!r} points at itself")
         if resolved not in seen.files:
             return _reject(
                 f"hard link {name!r} -> {target!r} does not point at a file of this archive"

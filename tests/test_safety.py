@@ -59,6 +59,7 @@ def test_normalise(name: str, expected: str | None) -> None:
         (member("x", b"V"), "unsupported type"),
         (member(".", tarfile.REGTYPE), "archive folder itself"),
         (member("fine/file.txt"), None),
+        (member("self", tarfile.LNKTYPE, "self"), "points at itself"),
     ],
 )
 def test_judge_rejects_each_hostile_kind(info: tarfile.TarInfo, fragment: str | None) -> None:
