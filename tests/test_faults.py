@@ -42,14 +42,19 @@ def config(bucket: str, out: Path, endpoint: str, **kw: object) -> DownloadConfi
     )
 
 
+# One seed in CI; the soak runs many (see docs/RELIABILITY.md).
+FAULT_SEEDS = [int(x) for x in os.environ.get("FAULT_SEEDS", "11").split(",")]
+
+
+@pytest.mark.parametrize("fault_seed", FAULT_SEEDS)
 def test_faults_on_most_first_attempts_still_give_the_fault_free_output(
-    s3_server, s3, bucket, tmp_path
+    fault_seed, s3_server, s3, bucket, tmp_path
 ):
     seed(s3, bucket, 12)
     reference = tmp_path / "reference"
     assert run_download(config(bucket, reference, s3_server.endpoint_url)).failed == 0
 
-    policy = FaultPolicy(seed=11, rate=0.7, first_attempts=2)
+    policy = FaultPolicy(seed=fault_seed, rate=0.7, first_attempts=2)
     out = tmp_path / "out"
     proxy = FaultProxy(s3_server.endpoint_url, policy, stall_seconds=READ_TIMEOUT * 3)
     with proxy, capture_logs() as logs:
@@ -57,7 +62,8 @@ def test_faults_on_most_first_attempts_still_give_the_fault_free_output(
     assert proxy.errors == []
     injected = [e for e in proxy.events if e["fault"]]
     kinds = {e["fault"] for e in injected}
-    assert kinds == {"slowdown", "internal", "stall", "truncate", "reset"}, kinds
+    if fault_seed == 11:  # the CI seed is known to hit every kind
+        assert kinds == {"slowdown", "internal", "stall", "truncate", "reset"}, kinds
     ledger.add("faults_injected", len(injected))
     ledger.add("faults_survived", len(injected) if summary.failed == 0 else 0)
     ledger.add("items_lost", len(set(tree(reference)) - set(tree(out))))
@@ -69,10 +75,14 @@ def test_faults_on_most_first_attempts_still_give_the_fault_free_output(
     assert all(e["cause"] and e["attempt"] >= 1 for e in retries)
     causes = " ".join(e["cause"] for e in retries)
     for fragment in (
-        "SlowDown",
-        "InternalError",
-        "Timeout",
-        "Short" if "Short" in causes else "Incomplete",
+        ()
+        if fault_seed != 11
+        else (
+            "SlowDown",
+            "InternalError",
+            "Timeout",
+            "Short" if "Short" in causes else "Incomplete",
+        )
     ):
         assert fragment in causes, fragment
 
