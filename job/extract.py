@@ -191,6 +191,8 @@ def extract_stream(stream: BinaryIO, dest: Path, limits: Limits) -> ExtractStats
             raise ItemError(
                 "file too large for the output drive (file-size limit reached)"
             ) from None
+        if exc.errno is None:
+            raise  # not the filesystem (e.g. gzip's BadGzipFile): the caller classifies it
         # Anything else the filesystem refuses (odd member orders, names too long...) is
         # this archive's problem, reported as such; the run goes on.
         raise ItemError(f"cannot extract: {exc.strerror or exc}") from None
