@@ -15,6 +15,7 @@ import pytest
 from job.atomic import iter_temporaries
 from tests.conftest import tar_gz
 from tests.support import ledger
+from tests.support.jobcli import download_argv
 from tests.test_download import tree
 
 N_ARCHIVES = 16
@@ -33,19 +34,7 @@ def busy_bucket(s3, bucket):
 
 def start(bucket: str, out: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "job",
-            "download",
-            "--bucket-path",
-            f"s3://{bucket}/failed_runs/",
-            "--output-dir",
-            str(out),
-            "--concurrent",
-            "4",
-            *extra,
-        ],
+        download_argv(bucket, out, "--concurrent", "4", *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -16,6 +16,7 @@ from job.atomic import iter_temporaries
 from job.config import DownloadConfig
 from job.download import run_download
 from tests.conftest import tar_gz
+from tests.support.jobcli import download_argv
 
 
 def write_objects(s3_server, bucket: str, objects: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]
@@ -28,17 +29,7 @@ def write_objects(s3_server, bucket: str, objects: dict[str, bytes]) -> None:  #
 
 def cli(bucket: str, out: Path, *extra: str, preexec=None) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "job",
-            "download",
-            "--bucket-path",
-            f"s3://{bucket}/failed_runs/",
-            "--output-dir",
-            str(out),
-            *extra,
-        ],
+        download_argv(bucket, out, *extra),
         capture_output=True,
         text=True,
         timeout=300,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from job.listing import shard_of
 from tests.conftest import run_group_members, tar_gz
+from tests.support.jobcli import download_argv
 from tests.test_download import tree
 
 SHARDS = 3
@@ -17,17 +18,7 @@ SHARDS = 3
 
 def download(bucket: str, out: Path, *extra: str, env: dict[str, str] | None = None):
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "job",
-            "download",
-            "--bucket-path",
-            f"s3://{bucket}/failed_runs/",
-            "--output-dir",
-            str(out),
-            *extra,
-        ],
+        download_argv(bucket, out, *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
