@@ -31,23 +31,25 @@ def is_temporary(name: str) -> bool:
     return name.startswith(".") and TEMP_MARKER in name
 
 
-def atomic_write_bytes(target: Path, data: bytes) -> None:
+def atomic_write_bytes(target: Path, data: bytes, *, durable: bool = True) -> None:
+    """``durable=False`` skips the fsync: for files regenerated from others (pages)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(target)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_text(target: Path, text: str) -> None:
+def atomic_write_text(target: Path, text: str, *, durable: bool = True) -> None:
     # errors="replace": lone surrogates from terminal output must never be fatal.
-    atomic_write_bytes(target, text.encode("utf-8", errors="replace"))
+    atomic_write_bytes(target, text.encode("utf-8", errors="replace"), durable=durable)
 
 
 def atomic_write_json(target: Path, obj: Any) -> None:

@@ -99,6 +99,7 @@ def _write(task: ParseTask, journal: Journal, should_stop: Callable[[], bool] | 
             render_journal_page(
                 journal, header=page_header(task.layout), report_name=task.report_path.name
             ),
+            durable=False,
         )
     except OSError as exc:
         raise ItemError(_write_failure(exc)) from None
