@@ -323,9 +323,12 @@ def _term_out(raw: dict[str, Any], index: int) -> str | None:
     pieces = raw.get("_term_out")
     if pieces is None or isinstance(pieces, str):
         return pieces
-    if not isinstance(pieces, list) or not all(isinstance(p, str) for p in pieces):
+    if not isinstance(pieces, list):
         raise ItemError(f"node {index}: '_term_out' should be a list of text")
-    return "".join(pieces)
+    try:
+        return "".join(pieces)  # fails on any non-text piece, without a Python-level scan
+    except TypeError:
+        raise ItemError(f"node {index}: '_term_out' should be a list of text") from None
 
 
 def _error(raw: dict[str, Any], index: int, term_out: str | None) -> StepError | None:

@@ -35,14 +35,16 @@ def json_script(element_id: str, data: Any) -> str:
     mean the same; escaping them means no content can close the element or
     open a comment.
     """
-    raw = orjson.dumps(data)
+    # Replacing on the UTF-8 bytes is several times faster than on the decoded str
+    # (memchr instead of wide-character scans); U+2028/9 are e2 80 a8/a9 in UTF-8.
     text = (
-        raw.decode("utf-8")
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
+        orjson.dumps(data)
+        .replace(b"<", b"\\u003c")
+        .replace(b">", b"\\u003e")
+        .replace(b"&", b"\\u0026")
+        .replace(b"\xe2\x80\xa8", b"\\u2028")
+        .replace(b"\xe2\x80\xa9", b"\\u2029")
+        .decode("utf-8")
     )
     return f'<script type="application/json" id="{esc(element_id)}">{text}</script>'
 
