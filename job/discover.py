@@ -18,6 +18,7 @@ from pathlib import Path
 from job.atomic import is_temporary
 from job.config import Shard
 from job.layout import JOURNAL_NAME, is_journal_path
+from job.listing import shard_of as key_shard
 from job.textsafe import scrub_surrogates
 
 
@@ -105,7 +106,5 @@ class ShardFilter:
         for depth in range(len(parts) - 1, 0, -1):
             key = self._key_of_folder.get("/".join(parts[:depth]))
             if key is not None:
-                from job.listing import shard_of as key_shard
-
                 return key_shard(key, self.shard.count) == self.shard.index
         return not self._key_of_folder and in_shard(rel, self.shard)

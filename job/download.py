@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,7 +20,7 @@ from job.atomic import TEMP_MARKER, is_temporary, remove_tree
 from job.config import DownloadConfig
 from job.errors import Cancelled, ItemError, UsageError
 from job.fetch import Fetcher, FetchResult, InFlight
-from job.listing import Archive, list_archives, parse_bucket_path
+from job.listing import Archive, list_archives, parse_bucket_path, shard_of
 from job.logs import get_logger
 from job.manifest import Manifest, Record, load, manifest_path, now_iso
 from job.progress import Progress
@@ -228,8 +229,6 @@ def _own_records(records: dict[str, Record], cfg: DownloadConfig) -> dict[str, R
     """Records this worker's manifest file carries forward (all of them when unsharded)."""
     if not cfg.shard.active:
         return records
-    from job.listing import shard_of
-
     return {k: r for k, r in records.items() if shard_of(k, cfg.shard.count) == cfg.shard.index}
 
 
@@ -257,8 +256,6 @@ def _fetch_all(
                 _record(future, archive, manifest, summary, log, progress)
             if stop_requested():
                 queue.clear()
-                import time
-
                 now = time.monotonic()
                 stop_deadline = stop_deadline or now + STOP_GRACE_SECONDS
                 if now >= stop_deadline:

@@ -25,6 +25,7 @@ from job.errors import Cancelled, ItemError
 from job.extract import CHUNK, Limits, extract_stream
 from job.listing import Archive
 from job.retrying import diagnose, retrying
+from job.signals import stop_requested
 from job.throttle import AdaptiveThrottle
 from job.transfer import VerifyingReader, normalise_etag
 
@@ -70,12 +71,15 @@ class InFlight:
             remove_tree(path)
 
 
-def _corrupt(exc: BaseException) -> ItemError:
+def _corrupt(exc: BaseException) -> ItemError | None:
+    """The archive's own fault, said in one line; None for anything that is not gzip's."""
     if isinstance(exc, EOFError):
         return ItemError("archive is truncated: the gzip stream ends early")
     if isinstance(exc, OSError) and "gzip" in str(exc).lower():
         return ItemError(f"not a gzip file: {exc}")
-    return ItemError(f"corrupt gzip data: {exc}")
+    if isinstance(exc, zlib.error | _isal_error):
+        return ItemError(f"corrupt gzip data: {exc}")
+    return None
 
 
 def open_decompressed(raw: BinaryIO) -> BinaryIO:
@@ -136,7 +140,7 @@ class Fetcher:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_sibling(target)
         tmp_tar = temp_sibling(target.with_name(target.name + ".tar.gz"))
-        if not self.throttle.acquire(cancelled=_stop):
+        if not self.throttle.acquire(cancelled=stop_requested):
             raise Cancelled()
         throttled = False
         self.in_flight.add(tmp)
@@ -170,10 +174,9 @@ class Fetcher:
                         raise reader.transport_error from None
                     if isinstance(exc, ItemError):
                         raise
-                    if isinstance(exc, EOFError | zlib.error | _isal_error) or (
-                        isinstance(exc, OSError) and "gzip" in str(exc).lower()
-                    ):
-                        raise _corrupt(exc) from None
+                    corrupt = _corrupt(exc)
+                    if corrupt is not None:
+                        raise corrupt from None
                     raise
             self._publish(tmp, target, tmp_tar if self.cfg.keep_compressed else None)
             return FetchResult(archive, etag, reader.received, stats.bytes, stats.members, 0, 0.0)
@@ -200,9 +203,3 @@ class Fetcher:
             kept.unlink(missing_ok=True)
         if old is not None:
             remove_tree(old)
-
-
-def _stop() -> bool:
-    from job.signals import stop_requested
-
-    return stop_requested()
