@@ -19,10 +19,15 @@ from typing import Any, BinaryIO
 import botocore.exceptions as bce
 from isal import igzip
 
+try:  # ISA-L's C gzip reader: decompresses straight into the caller's buffer, GIL released
+    from isal.isal_zlib import _GzipReader
+except ImportError:  # pragma: no cover - older python-isal
+    _GzipReader = None
+
 from job.atomic import remove_tree, temp_sibling
 from job.config import DownloadConfig
 from job.errors import Cancelled, ItemError
-from job.extract import CHUNK, Limits, extract_stream
+from job.extract import Limits, TarSource, extract_stream
 from job.listing import Archive
 from job.retrying import diagnose, retrying
 from job.signals import stop_requested
@@ -82,8 +87,17 @@ def _corrupt(exc: BaseException) -> ItemError | None:
     return None
 
 
+_GZIP_READ = 512 * 1024  # compressed bytes asked of the network per read
+
+
 def open_decompressed(raw: BinaryIO) -> BinaryIO:
-    """gzip decompression with ISA-L (several times zlib's speed; see README, Performance)."""
+    """gzip decompression with ISA-L (several times zlib's speed; see README, Performance).
+
+    The result is read with ``readinto``; multi-member gzip files, trailing
+    zero padding and the CRC/length trailer are handled as :mod:`gzip` does.
+    """
+    if _GzipReader is not None:
+        return _GzipReader(raw, _GZIP_READ)  # type: ignore[no-any-return]
     return igzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
 
 
@@ -162,10 +176,9 @@ class Fetcher:
                     body, content_length=response.get("ContentLength"), etag=etag, tee=tee
                 )
                 try:
-                    stream = open_decompressed(reader)
-                    stats = extract_stream(stream, tmp, self.limits)
-                    while stream.read(CHUNK):  # reach the gzip trailer so its CRC is checked
-                        pass
+                    source = TarSource(open_decompressed(reader))
+                    stats = extract_stream(source, tmp, self.limits)
+                    source.drain()  # reach the gzip trailer so its CRC is checked
                     reader.finish()
                 except Cancelled:
                     raise
