@@ -103,8 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def warm_bytecode() -> None:
+    """Compile the job and its dependencies to bytecode once, as the image does at build time.
+
+    With PYTHONDONTWRITEBYTECODE set (it is, on this machine and in the image)
+    Python never caches what it compiles, so without this every timed start of
+    the job would recompile its own modules and half its dependencies: ~0.5 s
+    of a ~1 s run that no installed deployment pays.
+    """
+    import compileall
+    import sysconfig
+
+    for where in (Path(sysconfig.get_paths()["purelib"]), HERE.parent / "job"):
+        compileall.compile_dir(where, quiet=2, workers=0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warm_bytecode()
     if args.smoke:
         args.archives, args.steps, args.size_mb, args.runs_per_group = 3, 8, 0.25, 1
         args.repeats, args.agents, args.timeout = 1, "aide,biomni", 120.0
