@@ -1,4 +1,4 @@
-"""Write a text file incrementally, yet publish it atomically.
+"""Write a file incrementally, yet publish it atomically.
 
 :mod:`job.atomic` takes the whole content at once; a report of a 50 MB journal is
 better streamed. Same guarantees: the text goes to a hidden temporary sibling
@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 from job.atomic import temp_sibling
 from job.textsafe import REPLACEMENT
@@ -36,12 +36,15 @@ codecs.register_error(ENCODE_ERRORS, _replacement)
 
 
 @contextmanager
-def atomic_text_file(target: Path) -> Iterator[TextIO]:
-    """Yield a UTF-8 text file; on a clean exit it replaces ``target`` in one rename."""
+def atomic_binary_file(target: Path) -> Iterator[BinaryIO]:
+    """Yield a file opened for writing bytes; on a clean exit it replaces ``target`` in one rename.
+
+    Text goes in encoded with ``ENCODE_ERRORS`` (see :func:`job.report_text.encode`).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(target)
     try:
-        with open(tmp, "w", encoding="utf-8", errors=ENCODE_ERRORS, newline="\n") as fh:
+        with open(tmp, "wb") as fh:
             yield fh
         # No fsync: the rename alone keeps half-written reports invisible to readers
         # and survives a killed process; reports are regenerated from their journal,

@@ -86,7 +86,12 @@ class IndexEntry:
     analysis_version: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data for index.json. Shallow on purpose: ``asdict`` deep-copied every
+        failure record of every entry, the slowest part of writing a large index."""
+        out = {name: getattr(self, name) for name in _ENTRY_FIELDS}
+        if self.fingerprint is not None:
+            out["fingerprint"] = asdict(self.fingerprint)
+        return out
 
     @classmethod
     def from_json(cls, raw: Any) -> IndexEntry | None:
@@ -101,6 +106,9 @@ class IndexEntry:
             return cls(**values)
         except TypeError:
             return None
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(IndexEntry))
 
 
 def entry_for(layout: Layout, journal: Journal, fingerprint: Fingerprint | None) -> IndexEntry:

@@ -17,8 +17,9 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
+from job.atomic_stream import ENCODE_ERRORS
 from job.errors import Cancelled
 from job.journal import Journal, Node, StepError
 from job.layout import Layout
@@ -28,47 +29,79 @@ REPORT_FORMAT = 2  # 2: an HTML page beside every text report
 WIDTH = 80
 INDENT = "    "
 END_MARKER = "End of report."
-_CHUNK = 64 * 1024
+_CHUNK = 1 << 20
 _LABEL = 18
+_RULE = "=" * WIDTH
+_CONTINUED = "\n" + " " * _LABEL
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-_])")
 _LINE_START = re.compile(r"\n(?=[^\n])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What clean_text would change, as bytes of UTF-8 text: C0 controls but tab and
+# newline (so CR and ESC too), and DEL; C1 controls are two bytes, found by _C1.
+_ASCII_CONTROLS = bytes(range(0x00, 0x09)) + bytes(range(0x0B, 0x20)) + b"\x7f"
+_C1 = re.compile(r"[\x80-\x9f]")
 
 
 def render_report(journal: Journal, layout: Layout) -> str:
     """The whole report as one string (for small journals and tests)."""
-    buf = io.StringIO()
+    buf = io.BytesIO()
     write_report(buf, journal, layout)
-    return buf.getvalue()
+    return buf.getvalue().decode("utf-8")
 
 
 def write_report(
-    out: TextIO,
+    out: BinaryIO,
     journal: Journal,
     layout: Layout,
     *,
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Write the report; raises :class:`Cancelled` between steps once ``should_stop()``."""
-    _header(out, journal, layout)
+    """Write the report as UTF-8; raises :class:`Cancelled` between steps once ``should_stop()``.
+
+    Each step is assembled as one string and encoded once; big text blocks go
+    through :func:`block_bytes`, which does its work with bytes methods (C loops)
+    instead of a regular expression per chunk: the report used to cost more
+    than reading the journal did.
+    """
+    text = _Text()
+    _header(text, journal, layout)
     if not journal.nodes:
-        out.write("\nThis journal has no steps: its 'nodes' list is empty.\n")
-        out.write("AIDE recorded nothing, so there is no plan, code or output to show.\n")
+        text.write("\nThis journal has no steps: its 'nodes' list is empty.\n")
+        text.write("AIDE recorded nothing, so there is no plan, code or output to show.\n")
     else:
-        _overview(out, journal)
+        _overview(text, journal)
+    text.flush_to(out)
+    if journal.nodes:
         steps = {n.id: n.step for n in reversed(journal.nodes) if n.id is not None}
         for node in journal.nodes:
             if should_stop is not None and should_stop():
                 raise Cancelled("stop requested while writing a report")
-            _step(out, node, steps)
-    out.write(f"\n{'=' * WIDTH}\n{END_MARKER}\n")
+            _step(text, node, steps, out)
+    out.write(f"\n{'=' * WIDTH}\n{END_MARKER}\n".encode())
+
+
+class _Text:
+    """Collects short pieces of text and writes them to the file encoded in one go."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.write = self.parts.append
+
+    def flush_to(self, out: BinaryIO) -> None:
+        if self.parts:
+            out.write(encode("".join(self.parts)))
+            self.parts.clear()
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8", ENCODE_ERRORS)
 
 
 # -- header -------------------------------------------------------------------------
 
 
-def _header(out: TextIO, journal: Journal, layout: Layout) -> None:
+def _header(out: _Text, journal: Journal, layout: Layout) -> None:
     title = f"AIDE journal report: {_inline(layout.task_id or layout.run_id or layout.journal)}"
     out.write(f"{'=' * WIDTH}\n{title}\n{'=' * WIDTH}\n\n")
     best = journal.best_node
@@ -107,7 +140,7 @@ def _exceptions(counts: Mapping[str, int]) -> str | list[str]:
     return [f"{_inline(name)}: {count}" for name, count in counts.items()]
 
 
-def _overview(out: TextIO, journal: Journal) -> None:
+def _overview(out: _Text, journal: Journal) -> None:
     """One line per step, so the shape of the search is visible before the details."""
     out.write(f"\n{'-' * WIDTH}\nSteps at a glance\n{'-' * WIDTH}\n")
     out.write(f"{'step':>6}  {'stage':<8} {'parent':>6}  {'buggy':<7} {'metric':<10} error\n")
@@ -124,32 +157,41 @@ def _overview(out: TextIO, journal: Journal) -> None:
 # -- steps --------------------------------------------------------------------------
 
 
-def _step(out: TextIO, node: Node, steps: Mapping[str, int]) -> None:
+def _step(text: _Text, node: Node, steps: Mapping[str, int], out: BinaryIO) -> None:
     when = node.created_at
     stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z") if when else None
-    out.write(f"\n{'=' * WIDTH}\nStep {node.step}\n{'=' * WIDTH}\n")
-    _field(out, "Time (UTC)", stamp or _unreadable_time(node.ctime))
-    _field(out, "Stage", _stage(node))
-    _field(out, "Node id", _known(node.id))
     children = [f"step {steps[c]} ({_inline(c)})" for c in node.children_ids if c in steps]
-    _field(out, "Children", children or "none")
-    _field(out, "Buggy", _yes_no(node.is_buggy))
-    _field(
-        out, "Execution time", "unknown" if node.exec_time is None else f"{node.exec_time:.3f} s"
+    exec_time = "unknown" if node.exec_time is None else f"{node.exec_time:.3f} s"
+    # One template per step (this runs for every step of every journal); the
+    # layout is _field's: labels padded to _LABEL, continuation lines aligned.
+    text.write(
+        f"\n{_RULE}\nStep {node.step}\n{_RULE}\n"
+        f"Time (UTC)        {stamp or _unreadable_time(node.ctime)}\n"
+        f"Stage             {_stage(node)}\n"
+        f"Node id           {_known(node.id)}\n"
+        f"Children          {_CONTINUED.join(children) if children else 'none'}\n"
+        f"Buggy             {_yes_no(node.is_buggy)}\n"
+        f"Execution time    {exec_time}\n"
+        f"Metric            {_metric(node)}\n"
+        f"Error             {_error_line(node.error)}\n"
     )
-    _field(out, "Metric", _metric(node))
-    _field(out, "Error", _error_line(node.error))
-    for title, text in (
+    parts: list[bytes] = []
+    for title, body in (
         ("Plan", node.plan),
         ("Code", node.code),
         ("Terminal output", node.term_out),
         ("Analysis", node.analysis),
     ):
-        out.write(f"\n{title}\n")
-        write_block(out, text)
+        text.write(f"\n{title}\n")
+        parts.append(encode("".join(text.parts)))
+        text.parts.clear()
+        block_parts(body, parts)
     if node.error is not None:
-        out.write("\nError details\n")
-        _error_details(out, node.error)
+        text.write("\nError details\n")
+        _error_details(text, node.error)
+        parts.append(encode("".join(text.parts)))
+        text.parts.clear()
+    out.writelines(parts)  # no join: a 50 MB output block is not copied again
 
 
 def _stage(node: Node) -> str:
@@ -173,7 +215,7 @@ def _error_line(error: StepError | None) -> str:
     return f"{kind}: {_inline(error.message)}" if error.message else kind
 
 
-def _error_details(out: TextIO, error: StepError) -> None:
+def _error_details(out: _Text, error: StepError) -> None:
     _field(out, "Type", _known(error.type), indent=INDENT)
     _field(out, "Message", _inline(error.message) or "none", indent=INDENT)
     info = [f"{_inline(k)}: {_inline(_json_inline(v))}" for k, v in error.info.items()]
@@ -191,32 +233,68 @@ def _error_details(out: TextIO, error: StepError) -> None:
 # -- text helpers -------------------------------------------------------------------
 
 
-def write_block(out: TextIO, text: str | None, indent: str = INDENT) -> None:
-    """Indented, cleaned copy of ``text``, written in chunks that end at line breaks."""
+def block_parts(text: str | None, parts: list[bytes], indent: str = INDENT) -> None:
+    """Append the indented, cleaned, UTF-8 copy of ``text`` to ``parts``.
+
+    Long texts are cut at line breaks into chunks of :data:`_CHUNK` characters,
+    so no step's output is ever copied whole more than once. Blank lines stay
+    empty (no trailing indentation).
+    """
     if text is None:
-        out.write(f"{indent}(not recorded)\n")
+        parts.append(f"{indent}(not recorded)\n".encode())
         return
-    if not text.strip():
-        out.write(f"{indent}(empty)\n")
+    if not text or text.isspace():
+        parts.append(f"{indent}(empty)\n".encode())
         return
+    ind = indent.encode()
     at_line_start = True
     start, size = 0, len(text)
     while start < size:
-        end = _chunk_end(text, start, size)
-        piece = clean_text(text[start:end])
+        end = size if size - start <= _CHUNK else _chunk_end(text, start, size)
+        data = _clean_bytes(text[start:end] if start or end < size else text)
         start = end
-        if not piece:
+        if not data:
             continue
-        if at_line_start and not piece.startswith("\n"):
-            out.write(indent)
-        ends_line = piece.endswith("\n")
-        body = piece[:-1] if ends_line else piece
-        out.write(_LINE_START.sub("\n" + indent, body))  # blank lines stay empty
+        if at_line_start and not data.startswith(b"\n"):
+            parts.append(ind)
+        ends_line = data.endswith(b"\n")
+        parts.append(_indent(data[:-1] if ends_line else data, ind))
         if ends_line:
-            out.write("\n")
+            parts.append(b"\n")
         at_line_start = ends_line
     if not at_line_start:
-        out.write("\n")
+        parts.append(b"\n")
+
+
+def block_text(text: str | None, indent: str = INDENT) -> str:
+    """:func:`block_parts` as one string (tests, small texts)."""
+    parts: list[bytes] = []
+    block_parts(text, parts, indent)
+    return b"".join(parts).decode("utf-8")
+
+
+def _clean_bytes(piece: str) -> bytes:
+    """``clean_text(piece)`` encoded; the common clean case is decided with bytes methods."""
+    data = encode(piece)
+    if len(data.translate(None, _ASCII_CONTROLS)) == len(data) and (
+        piece.isascii() or _C1.search(piece) is None
+    ):
+        return data
+    return encode(clean_text(piece))
+
+
+def _indent(body: bytes, ind: bytes) -> bytes:
+    """Indent every line after the first that has content (the caller indents the first)."""
+    if b"\n" not in body:
+        return body
+    out = body.replace(b"\n", b"\n" + ind)
+    blank = b"\n" + ind + b"\n"
+    if blank in out:
+        # Non-overlapping replace fixes every other blank line of a run; twice fixes all.
+        out = out.replace(blank, b"\n\n").replace(blank, b"\n\n")
+    if out.endswith(b"\n" + ind):
+        out = out[: -len(ind)]
+    return out
 
 
 def _chunk_end(text: str, start: int, size: int) -> int:
@@ -249,10 +327,12 @@ def clean_text(text: str) -> str:
 
 def _inline(text: str) -> str:
     """One line of cleaned text, for header fields (file names may contain anything)."""
+    if text.isprintable():  # C-speed test; no control character, line break or escape
+        return text
     return clean_text(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
-def _field(out: TextIO, label: str, value: str | Iterable[str], indent: str = "") -> None:
+def _field(out: _Text, label: str, value: str | Iterable[str], indent: str = "") -> None:
     lines = [value] if isinstance(value, str) else list(value)
     pad = " " * (len(indent) + _LABEL)
     out.write(f"{indent}{label:<{_LABEL}}{lines[0] if lines else ''}\n")

@@ -485,7 +485,7 @@ def big_journal(steps: int) -> Any:
 
 def test_a_5000_step_page_renders_lazily() -> None:
     journal = big_journal(5000)
-    html = render_journal_page(journal, header={"Task": "t"}, report_name="r.txt")
+    html = render_journal_page(journal, header={"Task": "t"}, report_name="r.txt").decode()
     assert "<circle" not in html  # tree nodes are drawn by the script, in view only
     assert '<details class="step' not in html  # so are step summaries, a chunk at a time
     chunks = 5000 // CHUNK
@@ -503,9 +503,9 @@ def test_a_5000_step_page_renders_lazily() -> None:
 
 def test_page_meta_matches_the_journal() -> None:
     journal = big_journal(60)
-    meta = json_block(render_journal_page(journal, header={}, report_name="r.txt"), "steps-meta")[
-        "steps"
-    ]
+    meta = json_block(
+        render_journal_page(journal, header={}, report_name="r.txt").decode(), "steps-meta"
+    )["steps"]
     classes = Counter(m["c"] for m in meta)
     assert classes["best"] == 1
     assert meta[journal.best_index]["c"] == "best"
@@ -541,8 +541,8 @@ def test_tree_layout_survives_cycles_and_missing_parents() -> None:
 def test_journal_page_is_deterministic_and_escapes_header() -> None:
     journal = big_journal(20)
     header = {"Task": "<b>x</b>", "index_href": "../index.html", "Run": None}
-    a = render_journal_page(journal, header=header, report_name="a&b.txt")
-    assert a == render_journal_page(journal, header=header, report_name="a&b.txt")
+    a = render_journal_page(journal, header=header, report_name="a&b.txt").decode()
+    assert a == render_journal_page(journal, header=header, report_name="a&b.txt").decode()
     assert "&lt;b&gt;x&lt;/b&gt;" in a
     assert "<b>x</b>" not in a
     assert 'href="a&amp;b.txt"' in a

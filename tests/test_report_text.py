@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from job.atomic import iter_temporaries
-from job.atomic_stream import atomic_text_file
+from job.atomic_stream import atomic_binary_file
 from job.errors import Cancelled
 from job.journal import build_journal
 from job.layout import derive_layout
-from job.report_text import END_MARKER, clean_text, render_report, write_block, write_report
+from job.report_text import END_MARKER, block_text, clean_text, encode, render_report, write_report
 from tests.journal_builders import failing, journal, node, run_path
 
 LAYOUT = derive_layout(
@@ -27,9 +30,7 @@ def render(doc: dict[str, Any], layout=LAYOUT) -> str:  # type: ignore[no-untype
 
 
 def block_lines(text: str | None) -> list[str]:
-    out = io.StringIO()
-    write_block(out, text)
-    return out.getvalue().split("\n")[:-1]
+    return block_text(text).split("\n")[:-1]
 
 
 def dedent(lines: list[str]) -> str:
@@ -179,7 +180,7 @@ def test_long_blocks_survive_chunking_exactly(text: str) -> None:
 def test_cancelled_between_steps(doc: dict[str, Any]) -> None:
     calls = iter([False, True])
     with pytest.raises(Cancelled):
-        write_report(io.StringIO(), build_journal(doc), LAYOUT, should_stop=lambda: next(calls))
+        write_report(io.BytesIO(), build_journal(doc), LAYOUT, should_stop=lambda: next(calls))
 
 
 # -- writing the file ---------------------------------------------------------------
@@ -187,8 +188,8 @@ def test_cancelled_between_steps(doc: dict[str, Any]) -> None:
 
 def test_file_is_utf8_with_replacement_characters_for_lone_surrogates(tmp_path: Path) -> None:
     target = tmp_path / "r.txt"
-    with atomic_text_file(target) as out:
-        out.write("before \ud800 after \U0001f600\n")
+    with atomic_binary_file(target) as out:
+        out.write(encode("before \ud800 after \U0001f600\n"))
     assert target.read_bytes().decode("utf-8") == "before \ufffd after \U0001f600\n"
 
 
@@ -197,8 +198,8 @@ def test_a_failed_write_leaves_the_old_report_and_no_temporary(tmp_path: Path) -
     target.write_text("old report\n")
 
     def write_half_then_fail() -> None:
-        with atomic_text_file(target) as out:
-            out.write("half of a new report")
+        with atomic_binary_file(target) as out:
+            out.write(b"half of a new report")
             raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):
@@ -209,9 +210,46 @@ def test_a_failed_write_leaves_the_old_report_and_no_temporary(tmp_path: Path) -
 
 def test_nothing_is_visible_until_the_report_is_complete(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "r.txt"
-    with atomic_text_file(target) as out:
-        out.write("partial")
+    with atomic_binary_file(target) as out:
+        out.write(b"partial")
         assert not target.exists()
         assert [p.name.startswith(".r.txt.partial-") for p in target.parent.iterdir()] == [True]
     assert target.read_text() == "partial"
     assert list(iter_temporaries(tmp_path)) == []
+
+
+# -- the byte-level block writer against its definition ------------------------------
+
+BLOCK_CHARS = st.sampled_from(
+    [
+        *("a", "b", " ", "\t", "\n", "\n", "\r", "\r\n", "\x1b[31m", "\x1b]0;t\x07", "\x00"),
+        *("\x7f", "\x85", "\x9b", "é", "€", "😀", "\u2028", "\ud800", "    "),
+    ]
+)
+
+
+def reference_block(text: str) -> str:
+    """What a block is: clean_text, then every line with content indented by four spaces."""
+    if not text.strip():
+        return "    (empty)\n"
+    cleaned = clean_text(text)
+    if not cleaned:
+        return ""
+    lines = cleaned.removesuffix("\n").split("\n")
+    return "".join(f"    {line}\n" if line else "\n" for line in lines).replace("\ud800", "\ufffd")
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "300")), deadline=None)
+@given(st.lists(BLOCK_CHARS, max_size=40).map("".join))
+def test_block_is_clean_text_indented(text: str) -> None:
+    assert block_text(text) == reference_block(text)
+
+
+def test_long_block_is_cut_at_line_breaks_and_reads_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import job.report_text
+
+    monkeypatch.setattr(job.report_text, "_CHUNK", 64)
+    text = "".join(f"line {i}\x1b[0m\r\n\n" if i % 7 else f"{'x' * 150}\n" for i in range(200))
+    assert block_text(text) == reference_block(text)

@@ -29,24 +29,28 @@ def esc(value: Any) -> str:
 
 
 def json_script(element_id: str, data: Any) -> str:
+    """:func:`json_script_bytes` as text, for pages assembled as str."""
+    return json_script_bytes(element_id, data).decode("utf-8")
+
+
+def json_script_bytes(element_id: str, data: Any) -> bytes:
     """``<script type="application/json">`` holding ``data``, safe inside HTML.
 
-    ``<``, ``>`` and ``&`` only occur inside JSON strings, where ``\\u003c`` etc.
-    mean the same; escaping them means no content can close the element or
-    open a comment.
+    Inside a script element only ``<`` can begin what HTML would act on
+    (``</script``, ``<!--``, ``<script``), and in JSON it only occurs inside
+    strings, where ``\\u003c`` means the same to ``JSON.parse``. So one pass over
+    the UTF-8 bytes (memchr speed) makes any content inert; ``&`` and ``>`` mean
+    nothing in script data and are left alone. The journal pages embed every
+    step's code and output, so this pass runs over as many bytes as the journal.
     """
-    # Replacing on the UTF-8 bytes is several times faster than on the decoded str
-    # (memchr instead of wide-character scans); U+2028/9 are e2 80 a8/a9 in UTF-8.
-    text = (
-        orjson.dumps(data)
-        .replace(b"<", b"\\u003c")
-        .replace(b">", b"\\u003e")
-        .replace(b"&", b"\\u0026")
-        .replace(b"\xe2\x80\xa8", b"\\u2028")
-        .replace(b"\xe2\x80\xa9", b"\\u2029")
-        .decode("utf-8")
+    body = orjson.dumps(data).replace(b"<", b"\\u003c")
+    return (
+        b'<script type="application/json" id="'
+        + esc(element_id).encode()
+        + b'">'
+        + body
+        + b"</script>"
     )
-    return f'<script type="application/json" id="{esc(element_id)}">{text}</script>'
 
 
 def script_hash(source: str) -> str:
@@ -56,18 +60,26 @@ def script_hash(source: str) -> str:
 
 def page(*, title: str, css: str, body: str, script: str, lang: str = "en") -> str:
     """A complete self-contained document: inline CSS, inline script allowed by hash."""
+    return page_bytes(
+        title=title, css=css, body=[body.encode("utf-8")], script=script, lang=lang
+    ).decode("utf-8")
+
+
+def page_bytes(*, title: str, css: str, body: list[bytes], script: str, lang: str = "en") -> bytes:
+    """:func:`page` for a body already in UTF-8 pieces (no decode/encode of megabytes)."""
     csp = (
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         f"script-src {script_hash(script)}; base-uri 'none'; form-action 'none'"
     )
-    return (
+    head = (
         f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<link rel="icon" href="data:,">\n'
-        f"<title>{esc(title)}</title>\n<style>{css}</style>\n</head>\n"
-        f"<body>\n{body}\n<script>{script}</script>\n</body>\n</html>\n"
+        f"<title>{esc(title)}</title>\n<style>{css}</style>\n</head>\n<body>\n"
     )
+    tail = f"\n<script>{script}</script>\n</body>\n</html>\n"
+    return b"".join([head.encode("utf-8"), *body, tail.encode("utf-8")])
 
 
 def fmt_int(value: int | None) -> str:

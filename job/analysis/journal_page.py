@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from job.analysis.assets import BASE_CSS, JOURNAL_CSS, JOURNAL_JS
-from job.analysis.html import esc, fmt_int, fmt_metric, fmt_pct, json_script, page
+from job.analysis.html import esc, fmt_int, fmt_metric, fmt_pct, json_script_bytes, page_bytes
 from job.analysis.svg import Bar, bar_chart
 from job.analysis.taxonomy import failure_detail
 from job.analysis.tree import R, edges_svg, layout, node_class
@@ -43,8 +43,8 @@ CHUNK = 100
 _SUMMARY_MESSAGE = 180
 
 
-def render_journal_page(journal: Journal, *, header: Mapping[str, Any], report_name: str) -> str:
-    """The journal's page as one HTML string (see module doc).
+def render_journal_page(journal: Journal, *, header: Mapping[str, Any], report_name: str) -> bytes:
+    """The journal's page as one UTF-8 HTML document (see module doc).
 
     ``header`` is shown as a key/value list above the tree (None values are
     left out); its ``index_href`` entry, if any, links back to the index page.
@@ -76,16 +76,19 @@ def render_journal_page(journal: Journal, *, header: Mapping[str, Any], report_n
         f'<noscript><p>Drawing the tree\'s nodes and the steps needs JavaScript; <a href="{esc(report_name)}">'
         "the text report</a> has the same content.</p></noscript>",
         "</main>",
-        json_script("steps-meta", _meta(journal, details, pos)),
+    ]
+    body = [
+        "".join(parts).encode("utf-8"),
+        json_script_bytes("steps-meta", _meta(journal, details, pos)),
     ]
     by_id = {n.id: n.index for n in reversed(nodes) if n.id is not None}  # first id wins
     for start in range(0, len(nodes), CHUNK):
         chunk = nodes[start : start + CHUNK]
-        parts.append(json_script(f"body-{start // CHUNK}", [_body(n, by_id) for n in chunk]))
-    return page(
+        body.append(json_script_bytes(f"body-{start // CHUNK}", [_body(n, by_id) for n in chunk]))
+    return page_bytes(
         title=f"{title} · AIDE journal",
         css=BASE_CSS + JOURNAL_CSS,
-        body="".join(parts),
+        body=body,
         script=JOURNAL_JS,
     )
 

@@ -40,7 +40,7 @@ from job.analysis.extras import EXTRAS_VERSION, index_extras, journal_page_path,
 from job.analysis.index_page import render_index
 from job.analysis.journal_page import render_journal_page
 from job.analysis.runs import failed_runs_without_journal, find_run_groups, run_outcomes
-from job.atomic import atomic_write_text
+from job.atomic import atomic_write_bytes, atomic_write_text
 from job.errors import ItemError
 from job.index import index_files
 from job.journal import load_journal
@@ -225,7 +225,7 @@ def complete_entries(
                 journal, header=page_header(layout), report_name=PurePosixPath(report).name
             )
             try:
-                atomic_write_text(page_path, html)
+                atomic_write_bytes(page_path, html)
                 pages += 1
             except OSError as exc:
                 warn(f"{page_path}: cannot write journal page ({exc.strerror or exc})")

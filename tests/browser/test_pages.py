@@ -205,7 +205,7 @@ def test_a_5000_step_journal_is_drawn_lazily(
 ) -> None:
     journal = big_journal(5000)
     page = tmp_path / "big.html"
-    page.write_text(render_journal_page(journal, header={"Task": "big"}, report_name="big.txt"))
+    page.write_bytes(render_journal_page(journal, header={"Task": "big"}, report_name="big.txt"))
     watched.open(page.as_uri())
     drawn = watched.page.locator("#tree-nodes a")
     expect(drawn.first).to_be_visible()
