@@ -71,7 +71,7 @@ def write_report(
         text.write("AIDE recorded nothing, so there is no plan, code or output to show.\n")
     else:
         _overview(text, journal)
-    text.flush_to(out)
+    out.write(text.take())
     if journal.nodes:
         steps = {n.id: n.step for n in reversed(journal.nodes) if n.id is not None}
         for node in journal.nodes:
@@ -88,10 +88,11 @@ class _Text:
         self.parts: list[str] = []
         self.write = self.parts.append
 
-    def flush_to(self, out: BinaryIO) -> None:
-        if self.parts:
-            out.write(encode("".join(self.parts)))
-            self.parts.clear()
+    def take(self) -> bytes:
+        """Everything written so far, encoded; the collector is empty afterwards."""
+        data = encode("".join(self.parts))
+        self.parts.clear()
+        return data
 
 
 def encode(text: str) -> bytes:
@@ -183,14 +184,12 @@ def _step(text: _Text, node: Node, steps: Mapping[str, int], out: BinaryIO) -> N
         ("Analysis", node.analysis),
     ):
         text.write(f"\n{title}\n")
-        parts.append(encode("".join(text.parts)))
-        text.parts.clear()
+        parts.append(text.take())
         block_parts(body, parts)
     if node.error is not None:
         text.write("\nError details\n")
         _error_details(text, node.error)
-        parts.append(encode("".join(text.parts)))
-        text.parts.clear()
+        parts.append(text.take())
     out.writelines(parts)  # no join: a 50 MB output block is not copied again
 
 
