@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import botocore.exceptions as bce
-from isal import igzip
 
-try:  # ISA-L's C gzip reader: decompresses straight into the caller's buffer, GIL released
-    from isal.isal_zlib import _GzipReader
-except ImportError:  # pragma: no cover - older python-isal
-    _GzipReader = None
+# ISA-L's C gzip reader (what isal's GzipFile wraps): it decompresses straight into
+# the caller's buffer with the GIL released. python-isal is pinned in the lock.
+from isal.isal_zlib import _GzipReader
 
 from job.atomic import remove_tree, temp_sibling
 from job.config import DownloadConfig
@@ -96,9 +94,7 @@ def open_decompressed(raw: BinaryIO) -> BinaryIO:
     The result is read with ``readinto``; multi-member gzip files, trailing
     zero padding and the CRC/length trailer are handled as :mod:`gzip` does.
     """
-    if _GzipReader is not None:
-        return _GzipReader(raw, _GZIP_READ)  # type: ignore[no-any-return]
-    return igzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return _GzipReader(raw, _GZIP_READ)  # type: ignore[no-any-return]
 
 
 class Fetcher:
