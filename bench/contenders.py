@@ -71,30 +71,17 @@ def _pipeline(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
     return ["bash", "-c", _PIPELINE, "pipeline", url, d.bucket_path, str(out)]
 
 
-def _download(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
-    return _job(
-        "download",
-        "--bucket-path",
-        d.bucket_path,
-        "--endpoint-url",
-        url,
-        "--output-dir",
-        str(out),
-        "--no-progress",
-    )
+def _fetching(command: str) -> Callable[[Dataset, str, Path, Path | None], list[str]]:
+    """``analyze-failures download`` or ``run`` against the served bucket (the same flags)."""
 
+    def argv(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
+        return _job(
+            command,
+            *("--bucket-path", d.bucket_path, "--endpoint-url", url),
+            *("--output-dir", str(out), "--no-progress"),
+        )
 
-def _run(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
-    return _job(
-        "run",
-        "--bucket-path",
-        d.bucket_path,
-        "--endpoint-url",
-        url,
-        "--output-dir",
-        str(out),
-        "--no-progress",
-    )
+    return argv
 
 
 def _floor(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
@@ -130,8 +117,10 @@ CONTENDERS: dict[str, Contender] = {
         Contender(
             "pipeline", _pipeline, _extracted, False, "s5cmd cp 's3://b/p/*'; tar -xzf 2 at a time"
         ),
-        Contender("download", _download, _extracted, True, "analyze-failures download"),
-        Contender("run", _run, _extracted, True, "analyze-failures run (download + parse)"),
+        Contender("download", _fetching("download"), _extracted, True, "analyze-failures download"),
+        Contender(
+            "run", _fetching("run"), _extracted, True, "analyze-failures run (download + parse)"
+        ),
         Contender(
             "floor",
             _floor,
