@@ -6,7 +6,9 @@ See bench/README.md for what every number means. Typical uses::
     .venv/bin/python -m bench --smoke --json out.json # CI: tiny, one round, < 1 min
     .venv/bin/python -m bench --scaling               # 10/40/160 archives, 100/1k/5k steps
     .venv/bin/python -m bench --relist-keys 10000     # incremental re-run over many keys
+    .venv/bin/python -m bench --archives 0 --relist-keys 10000   # only that
     .venv/bin/python -m bench --big-archive-gb 1      # add one ~1 GB archive
+    .venv/bin/python -m bench --bwlimit 20M           # over a 20 MB/s link, not loopback
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from bench.report import contender_table, ratio, ratio_lines
 from bench.runner import MB, Series, alternate, run_one
 from job.locals3 import LocalS3
 
+#: The bench's buckets never change while served, so rclone may cache its listings
+#: (with none it rescans a folder on every GET; see LocalS3).
+STATIC_BUCKET = "24h"
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -43,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--archives", type=int, default=40, help="archives in the bucket (default 40)")
+    p.add_argument(
+        "--archives",
+        type=int,
+        default=40,
+        help="archives in the bucket (default 40; 0 skips the main table, e.g. to run "
+        "only --relist-keys)",
+    )
     p.add_argument("--steps", type=int, default=120, help="steps per AIDE journal (default 120)")
     p.add_argument(
         "--size-mb", type=float, default=8.0, help="extracted MB per archive (default 8)"
@@ -89,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--smoke",
         action="store_true",
         help="tiny sizes, one round: finishes in well under a minute",
+    )
+    p.add_argument(
+        "--bwlimit",
+        default=None,
+        metavar="RATE",
+        help="serve the compared buckets at most this fast (rclone --bwlimit, e.g. 40M "
+        "bytes/s): a network link instead of loopback",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -147,8 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         agents=tuple(a.strip() for a in args.agents.split(",")),
         seed=args.seed,
     )
-    data = prepare(args.cache_dir, params, workers=args.workers, log=_say)
-    report.update(compare(args, data, contenders))
+    if args.archives > 0:
+        data = prepare(args.cache_dir, params, workers=args.workers, log=_say)
+        report.update(compare(args, data, contenders))
     if args.big_archive_gb > 0:
         big = prepare(
             args.cache_dir,
@@ -193,7 +213,14 @@ def compare(
     work.mkdir(parents=True, exist_ok=True)
     _say(f"\n== dataset: {data.describe()}")
     _say(f"   {len(names)} contenders x {repeats} rounds, alternating: {' '.join(names)}")
-    with LocalS3(data.root, log_file=work / "rclone.log") as server:
+    if args.bwlimit:
+        _say(f"   served at most {args.bwlimit}B/s (rclone --bwlimit)")
+    with LocalS3(
+        data.root,
+        log_file=work / "rclone.log",
+        dir_cache_time=STATIC_BUCKET,
+        bwlimit=args.bwlimit,
+    ) as server:
         env = environment(server.env)
         results, kept = alternate(
             names,
@@ -324,7 +351,7 @@ def relist(args: argparse.Namespace, keys: int) -> dict[str, Any]:
     work.mkdir(parents=True)
     _say(f"\n== relist: {data.describe()}")
     out: dict[str, Any] = {"dataset": data.to_json()}
-    with LocalS3(data.root, log_file=work / "rclone.log") as server:
+    with LocalS3(data.root, log_file=work / "rclone.log", dir_cache_time=STATIC_BUCKET) as server:
         env = environment(server.env)
         listing = run_measured(
             ["s5cmd", "--endpoint-url", server.endpoint_url, "ls", f"{data.bucket_path}*"],

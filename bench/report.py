@@ -44,6 +44,9 @@ def ratio_lines(
     old_total = None
     if med("old", results) is not None and med("old_parse", parse) is not None:
         old_total = med("old", results) + med("old_parse", parse)  # type: ignore[operator]
+    apart = None  # download, then a separate parse: what `run` overlaps
+    if med("download", results) is not None and med("parse", parse) is not None:
+        apart = med("download", results) + med("parse", parse)  # type: ignore[operator]
     ratios = {
         "download/pipeline": ratio(med("download", results), med("pipeline", results)),
         "download/old": ratio(med("download", results), med("old", results)),
@@ -51,6 +54,7 @@ def ratio_lines(
         "download/floor": ratio(med("download", results), med("floor", results)),
         "run/(old+old_parse)": ratio(med("run", results), old_total),
         "parse/old_parse": ratio(med("parse", parse), med("old_parse", parse)),
+        "run/(download+parse)": ratio(med("run", results), apart),
     }
     lines = [f"  {k:<22} {_num(v, '{:.2f}x')}" for k, v in ratios.items()]
     return lines, ratios

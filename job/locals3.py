@@ -42,10 +42,29 @@ def rclone_binary() -> str:
 class LocalS3:
     """Start/stop ``rclone serve s3`` over ``root``; use as a context manager."""
 
-    def __init__(self, root: Path, *, port: int | None = None, log_file: Path | None = None):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        port: int | None = None,
+        log_file: Path | None = None,
+        dir_cache_time: str = "1ms",
+        bwlimit: str | None = None,
+    ):
+        """``dir_cache_time``: how long rclone trusts its listing of a folder.
+
+        The default (almost no cache) lets files written straight into ``root``
+        show up at once, which tests that change the bucket mid-test need. A
+        server over a bucket that never changes should pass a long time: with no
+        cache rclone rescans a folder on every request, so a GET from a folder of
+        10,000 objects costs a scan of all 10,000 (the bench's relist case).
+        """
         self.root = Path(root)
         self.port = port or free_port()
         self.log_file = log_file
+        self.dir_cache_time = dir_cache_time
+        #: rclone's ``--bwlimit`` (e.g. "50M" bytes/s): loopback that behaves like a link.
+        self.bwlimit = bwlimit
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
 
@@ -77,13 +96,13 @@ class LocalS3:
                 f"127.0.0.1:{self.port}",
                 "--auth-key",
                 f"{ACCESS_KEY},{SECRET_KEY}",
-                # Files and buckets written straight into the folder must show up at
-                # once, so the directory cache is (almost) off. Exactly 0s makes
-                # rclone 1.75 spin and hang on PUT; 1ms with polling off does not.
+                # Exactly 0s makes rclone 1.75 spin and hang on PUT; 1ms with
+                # polling off does not (see __init__ for longer times).
                 "--dir-cache-time",
-                "1ms",
+                self.dir_cache_time,
                 "--poll-interval",
                 "0",
+                *(["--bwlimit", self.bwlimit] if self.bwlimit else []),
                 "--config",
                 os.devnull,
                 str(self.root),
