@@ -32,13 +32,26 @@ def error_message(exc_type: str | None, info: Mapping[str, Any], term_out: str |
 
 
 def traceback_message(exc_type: str, term_out: str) -> str | None:
-    """The last ``[module.]ExcType: message`` line near the end of the output."""
+    """The last ``[module.]ExcType: message`` line near the end of the output.
+
+    Found by searching backwards for the type's name and testing only the lines
+    that contain it: the line wanted is nearly always the last of those, and a
+    regular-expression scan of the whole tail cost more than the rest of
+    building the step did.
+    """
     tail = term_out[-SEARCH_CHARS:]
-    pattern = re.compile(rf"^(?:[\w.]+\.)?{re.escape(exc_type)}(?::(.*))?$", re.MULTILINE)
-    matches = list(pattern.finditer(tail))
-    if not matches:
-        return None
-    return one_line(matches[-1].group(1) or "")
+    if not exc_type or "\n" in exc_type:
+        return None  # no such line can exist
+    pattern = re.compile(rf"(?:[\w.]+\.)?{re.escape(exc_type)}(?::(.*))?")
+    end = len(tail)
+    while (hit := tail.rfind(exc_type, 0, end)) >= 0:
+        start = tail.rfind("\n", 0, hit) + 1
+        stop = tail.find("\n", hit)
+        match = pattern.fullmatch(tail, start, len(tail) if stop < 0 else stop)
+        if match is not None:
+            return one_line(match.group(1) or "")
+        end = start  # the rest of this line cannot match either
+    return None
 
 
 def one_line(text: str) -> str:

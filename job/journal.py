@@ -354,6 +354,9 @@ def _stack(raw: Any, index: int) -> tuple[ExcFrame, ...]:
         raise ItemError(f"node {index}: 'exc_stack' should be a list, found {describe(raw)}")
     frames = []
     for frame in raw:
+        if type(frame) is list and len(frame) == 4 and _plain_frame(*frame):
+            frames.append(ExcFrame(*frame))  # the usual case, checked in one call
+            continue
         if not isinstance(frame, list) or len(frame) > 4:
             raise ItemError(
                 f"node {index}: 'exc_stack' frames should be [file, line, function, source]"
@@ -363,6 +366,16 @@ def _stack(raw: Any, index: int) -> tuple[ExcFrame, ...]:
             raise ItemError(f"node {index}: 'exc_stack' frame has a field of the wrong type")
         frames.append(ExcFrame(file, line, function, source))
     return tuple(frames)
+
+
+def _plain_frame(file: Any, line: Any, function: Any, source: Any) -> bool:
+    """A well-formed frame as a JSON decoder makes it (exact types; see ``_stack``)."""
+    return (
+        (file is None or type(file) is str)
+        and (line is None or type(line) is int)
+        and (function is None or type(function) is str)
+        and (source is None or type(source) is str)
+    )
 
 
 def _metric(raw: Any, index: int) -> Metric:

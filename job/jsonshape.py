@@ -17,6 +17,8 @@ def number(raw: dict[str, Any], key: str, index: int) -> float | None:
     value = raw.get(key)
     if value is None:
         return None
+    if type(value) is float:  # the common case, decided without the general checks
+        return value
     if not is_number(value):
         raise ItemError(f"node {index}: '{key}' should be a number, found {describe(value)}")
     return to_float(value, f"node {index}: '{key}'")
@@ -32,6 +34,10 @@ def to_float(value: int | float, where: str) -> float:
 
 def optional(raw: dict[str, Any], key: str, expected: type, index: int) -> Any:
     value = raw.get(key)
+    # A JSON decoder makes exact types, so identity settles nearly every call at
+    # once (this runs several times per step of every journal); is_a has the rules.
+    if value is None or type(value) is expected:
+        return value
     if not is_a(value, expected):
         raise ItemError(
             f"node {index}: '{key}' should be {KIND_NAMES[expected]}, found {describe(value)}"

@@ -33,6 +33,9 @@ _CHUNK = 1 << 20
 _LABEL = 18
 _RULE = "=" * WIDTH
 _CONTINUED = "\n" + " " * _LABEL
+_PLAN, _CODE, _OUTPUT, _ANALYSIS = (
+    f"\n{title}\n".encode() for title in ("Plan", "Code", "Terminal output", "Analysis")
+)
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-_])")
 _LINE_START = re.compile(r"\n(?=[^\n])")
@@ -176,16 +179,14 @@ def _step(text: _Text, node: Node, steps: Mapping[str, int], out: BinaryIO) -> N
         f"Metric            {_metric(node)}\n"
         f"Error             {_error_line(node.error)}\n"
     )
-    parts: list[bytes] = []
-    for title, body in (
-        ("Plan", node.plan),
-        ("Code", node.code),
-        ("Terminal output", node.term_out),
-        ("Analysis", node.analysis),
-    ):
-        text.write(f"\n{title}\n")
-        parts.append(text.take())
-        block_parts(body, parts)
+    parts = [text.take(), _PLAN]
+    block_parts(node.plan, parts)
+    parts.append(_CODE)
+    block_parts(node.code, parts)
+    parts.append(_OUTPUT)
+    block_parts(node.term_out, parts)
+    parts.append(_ANALYSIS)
+    block_parts(node.analysis, parts)
     if node.error is not None:
         text.write("\nError details\n")
         _error_details(text, node.error)
@@ -246,6 +247,13 @@ def block_parts(text: str | None, parts: list[bytes], indent: str = INDENT) -> N
         parts.append(f"{indent}(empty)\n".encode())
         return
     ind = indent.encode()
+    if len(text) <= _CHUNK:  # nearly every block: the loop below, for one chunk
+        data = _clean_bytes(text)
+        if data:
+            if not data.startswith(b"\n"):
+                parts.append(ind)
+            parts += (_indent(data[:-1] if data.endswith(b"\n") else data, ind), b"\n")
+        return
     at_line_start = True
     start, size = 0, len(text)
     while start < size:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from job.errors import ItemError
+from job.exc_message import SEARCH_CHARS, one_line, traceback_message
 from job.journal import ExcFrame, Metric, Stage, build_journal, load_journal
 from job.jsondecode import decode_json
 from tests.journal_builders import expected_journals, extract_samples, failing, journal, node
@@ -246,6 +250,38 @@ def test_error_message(
     err = build(journal([raw])).nodes[0].error
     assert err is not None
     assert err.message == message
+
+
+def _last_traceback_line(exc_type: str, term_out: str) -> str | None:
+    """The definition: the last line of the tail matching the pattern, found by a full scan."""
+    pattern = re.compile(rf"^(?:[\w.]+\.)?{re.escape(exc_type)}(?::(.*))?$", re.MULTILINE)
+    matches = list(pattern.finditer(term_out[-SEARCH_CHARS:]))
+    return one_line(matches[-1].group(1) or "") if matches else None
+
+
+_OUTPUT_PIECES = st.sampled_from(
+    [
+        *("\n", "Error", "KeyError", "KeyError: 'x'", ": ", "pandas.errors.", "a.KeyError"),
+        *(" ", "x", "print(KeyError)", " KeyError: 'y'"),
+    ]
+)
+
+
+@example(exc_type="KeyError", pieces=["KeyError: 'x'", "\n", "print(KeyError)"])
+@given(
+    exc_type=st.sampled_from(["KeyError", "Error", "errors.Error", "K", "a.b"]),
+    pieces=st.lists(st.one_of(_OUTPUT_PIECES, st.text(max_size=5)), max_size=30),
+)
+def test_traceback_message_equals_the_full_scan(exc_type: str, pieces: list[str]) -> None:
+    # The backwards search must find exactly the line a forward scan of the tail finds.
+    term_out = "".join(pieces)
+    assert traceback_message(exc_type, term_out) == _last_traceback_line(exc_type, term_out)
+
+
+def test_traceback_message_looks_only_at_the_tail() -> None:
+    early = "KeyError: 'early'\n"
+    assert traceback_message("KeyError", early + "x" * SEARCH_CHARS) is None
+    assert traceback_message("KeyError", early + "x" * (SEARCH_CHARS - len(early))) == "'early'"
 
 
 def test_missing_and_null_fields_are_fine() -> None:
