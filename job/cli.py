@@ -302,11 +302,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_parse(cfg).exit_status
     if args.command == "run":
         from job.download import run_download
-        from job.parse import run_parse
+        from job.parse import ParseStage
 
         root = args.output_dir
-        downloaded = run_download(_download_config(args, root / "failed_runs", shard))
-        parsed = run_parse(_parse_config(args, root / "failed_runs", root / "aide_journals", shard))
+        with ParseStage(
+            _parse_config(args, root / "failed_runs", root / "aide_journals", shard)
+        ) as parse:
+            # Journals are parsed as their archives arrive, by workers forked now,
+            # before the download starts its threads (see ParseStage).
+            early = parse.start_early()
+            downloaded = run_download(
+                _download_config(args, root / "failed_runs", shard),
+                on_published=parse.offer if early else None,
+            )
+            parsed = parse.finish()
         if not args.dry_run and not shard.active:
             # Sharded workers leave the page to `merge`, which sees every shard's index.
             write_site(root)

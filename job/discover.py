@@ -29,12 +29,17 @@ class FoundJournal:
 
 
 def find_journals(
-    root: Path, on_error: Callable[[str, str], None] | None = None
+    root: Path,
+    on_error: Callable[[str, str], None] | None = None,
+    *,
+    within: Path | None = None,
 ) -> list[FoundJournal]:
     """All journals below ``root``, sorted by relative path (deterministic order).
 
-    ``on_error(path, reason)`` hears about folders that could not be listed and
-    journal names that are not regular files; the walk goes on regardless.
+    ``within`` (a folder below ``root``) limits the walk to that folder, e.g. one
+    archive just extracted; paths stay relative to ``root``. ``on_error(path,
+    reason)`` hears about folders that could not be listed and journal names that
+    are not regular files; the walk goes on regardless.
     """
     found: list[FoundJournal] = []
 
@@ -42,7 +47,7 @@ def find_journals(
         if on_error is not None:
             on_error(str(exc.filename), exc.strerror or str(exc))
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
+    for dirpath, dirnames, filenames in os.walk(within or root, onerror=walk_error):
         dirnames[:] = sorted(d for d in dirnames if not is_temporary(d))
         if JOURNAL_NAME not in filenames:
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
@@ -125,7 +126,14 @@ def _check_output_dir(output_dir: Path) -> None:
         )
 
 
-def run_download(cfg: DownloadConfig) -> StageSummary:
+def run_download(
+    cfg: DownloadConfig, on_published: Callable[[Path], None] | None = None
+) -> StageSummary:
+    """List, plan and fetch; ``on_published(folder)`` hears of each archive folder published.
+
+    ``on_published`` runs in this thread (the one collecting results), so it
+    may start other work but must not take long: fetch threads wait for it.
+    """
     log = get_logger(stage="download")
     summary = StageSummary("download")
     where = parse_bucket_path(cfg.bucket_path)
@@ -206,7 +214,7 @@ def run_download(cfg: DownloadConfig) -> StageSummary:
     in_flight = InFlight()
     fetcher = Fetcher(client, where.bucket, cfg, throttle, log, in_flight)
     try:
-        _fetch_all(fetcher, todo, manifest, summary, log, progress, in_flight)
+        _fetch_all(fetcher, todo, manifest, summary, log, progress, in_flight, on_published)
     finally:
         progress.close()
         manifest.save(force=True)
@@ -240,6 +248,7 @@ def _fetch_all(
     log: Any,
     progress: Progress,
     in_flight: InFlight,
+    on_published: Callable[[Path], None] | None,
 ) -> None:
     pool = ThreadPoolExecutor(max_workers=fetcher.cfg.concurrent, thread_name_prefix="fetch")
     pending: dict[Future[FetchResult], Archive] = {}
@@ -253,7 +262,9 @@ def _fetch_all(
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in done:
                 archive = pending.pop(future)
-                _record(future, archive, manifest, summary, log, progress)
+                published = _record(future, archive, manifest, summary, log, progress)
+                if published and on_published is not None:
+                    on_published(fetcher.cfg.output_dir / archive.folder)
             if stop_requested():
                 queue.clear()
                 now = time.monotonic()
@@ -275,10 +286,11 @@ def _record(
     summary: StageSummary,
     log: Any,
     progress: Progress,
-) -> None:
+) -> bool:
+    """Record one archive's outcome; True when its folder was published."""
     exc = future.exception()
     if isinstance(exc, Cancelled):
-        return  # discarded because of a stop; not a failure, nothing recorded
+        return False  # discarded because of a stop; not a failure, nothing recorded
     if exc is None:
         result = future.result()
         manifest.put(
@@ -306,7 +318,7 @@ def _record(
             folder=archive.folder,
         )
         progress.advance(result.bytes_received)
-        return
+        return True
     reason = exc.reason if isinstance(exc, ItemError) else _failure_reason(exc)
     attempts = getattr(exc, "attempts", None)
     seconds = getattr(exc, "seconds", None)
@@ -333,3 +345,4 @@ def _record(
         folder=archive.folder,
     )
     progress.advance(0, failed=True)
+    return False

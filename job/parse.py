@@ -28,13 +28,16 @@ from job.index import (
 )
 from job.layout import derive_layout
 from job.logs import get_logger
-from job.parse_pool import execute
+from job.parse_pool import ParsePool, execute
 from job.parse_worker import ParseResult, ParseTask, page_path
 from job.report_text import REPORT_FORMAT
 from job.signals import raise_if_stopped
 from job.summary import Outcome, StageSummary
 
-__all__ = ["merge_indexes", "plan", "run_parse"]
+__all__ = ["ParseStage", "merge_indexes", "plan", "run_parse"]
+
+#: Niceness of workers that parse while the download still runs (see init_worker).
+EARLY_NICE = 5
 
 
 @dataclass(frozen=True)
@@ -59,48 +62,187 @@ def run_parse(cfg: ParseConfig) -> StageSummary:
     :class:`job.signals.Interrupted` after a stop signal (the index is written
     first, with what completed).
     """
-    log = get_logger(stage="parse")
-    summary = StageSummary("parse")
-    if cfg.dry_run and not cfg.failed_runs_dir.exists():
-        # `run --dry-run` on a first night: the download stage created nothing yet.
-        log.info("parse.discovered", failed_runs_dir=str(cfg.failed_runs_dir), journals=0)
-        return summary
-    _check_input(cfg.failed_runs_dir)
-    found = find_journals(
-        cfg.failed_runs_dir,
-        on_error=lambda path, reason: log.warning("parse.unreadable", path=path, error=reason),
-    )
-    mine_filter = ShardFilter(cfg.failed_runs_dir, cfg.shard)
-    mine = [f for f in found if mine_filter(f.rel)]
-    earlier = load_previous(
-        cfg.output_dir,
-        on_error=lambda path, reason: log.warning(
-            "parse.index_unreadable", path=path, error=reason
-        ),
-    )
-    previous = {rel: e for rel, e in earlier.items() if mine_filter(rel)}
-    planned = plan(mine, previous, cfg)
-    present = {f.rel for f in mine}
-    gone = sorted((e for rel, e in previous.items() if rel not in present), key=lambda e: e.journal)
-    log.info(
-        "parse.discovered",
-        failed_runs_dir=str(cfg.failed_runs_dir),
-        journals=len(found),
-        shard=f"{cfg.shard.index}/{cfg.shard.count}" if cfg.shard.active else None,
-        in_shard=len(mine),
-        to_parse=sum(not p.up_to_date for p in planned),
-        gone=len(gone),
-    )
-    if cfg.dry_run:
-        _log_plan(log, cfg.output_dir, planned, gone)
-        return summary
-    _prepare_output(cfg)
-    _remove_temporaries(cfg, planned)
-    for entry in gone:
-        _remove_gone(log, cfg.output_dir, entry)
-    _parse_all(cfg, planned, summary, log)
-    summary.emit(log)
-    return summary
+    with ParseStage(cfg) as stage:
+        return stage.finish()
+
+
+class ParseStage:
+    """One parse of a failed-runs folder, which may begin before the folder is complete.
+
+    ``run`` downloads and parses. Parsing every journal only after the last
+    archive arrived leaves the second core idle for most of the download and
+    then the network idle for the whole parse; instead :meth:`start_early` forks
+    the workers before the download starts its threads, :meth:`offer` queues the
+    journals of each archive as soon as it is published, and :meth:`finish` does
+    the usual full pass over the folder, skipping what was already queued.
+    :func:`run_parse` is just ``finish`` on its own.
+
+    Used as a context manager: if the caller fails or is stopped before
+    ``finish``, early work still running gets the usual grace period and the
+    index records every report that was published.
+    """
+
+    def __init__(self, cfg: ParseConfig) -> None:
+        self.cfg = cfg
+        self.log = get_logger(stage="parse")
+        self.summary = StageSummary("parse")
+        self.pool: ParsePool | None = None
+        self.previous: dict[str, IndexEntry] | None = None
+        self.early: dict[str, Planned] = {}  # queued by offer(), by journal
+        self.entries: dict[str, IndexEntry] = {}  # what this run parsed, by journal
+        self.finished = False
+
+    def __enter__(self) -> ParseStage:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if self.pool is None:
+            return
+        try:
+            if exc_type is not None and not self.finished:
+                self._abandon_early()
+        finally:
+            self.pool.close()
+
+    def start_early(self) -> bool:
+        """Get ready to parse archives as they arrive; False when this run will not.
+
+        Call it before this process starts any thread (see :class:`ParsePool`).
+        Dry runs plan only, and a single worker would parse in this process.
+        """
+        cfg = self.cfg
+        if cfg.dry_run or cfg.concurrent < 2:
+            return False
+        _prepare_output(cfg)
+        self.previous = self._previous(ShardFilter(cfg.failed_runs_dir, cfg.shard))
+        if not cfg.shard.active:
+            # Now, while no worker is writing; finish() cannot sweep the whole tree.
+            remove_stale_temporaries(cfg.output_dir)
+        self.pool = ParsePool(cfg.concurrent, self._record, nice=EARLY_NICE)
+        self.pool.start()
+        return True
+
+    def offer(self, folder: Path) -> None:
+        """An archive was just published at ``folder``: queue its journals."""
+        if self.pool is None or self.previous is None:
+            return
+        root = self.cfg.failed_runs_dir
+        if root not in folder.parents:
+            return
+        found = find_journals(root, within=folder)
+        todo = [p for p in plan(found, self.previous, self.cfg) if not p.up_to_date]
+        if self.cfg.shard.active:
+            _remove_temporaries(self.cfg, todo)
+        for p in todo:
+            self.early[p.rel] = p
+        self.pool.add([p.task for p in todo])
+
+    def finish(self) -> StageSummary:
+        """Discover, plan and parse what is left, write the index, summarise."""
+        cfg, log = self.cfg, self.log
+        self.finished = True
+        if cfg.dry_run and not cfg.failed_runs_dir.exists():
+            # `run --dry-run` on a first night: the download stage created nothing yet.
+            log.info("parse.discovered", failed_runs_dir=str(cfg.failed_runs_dir), journals=0)
+            return self.summary
+        _check_input(cfg.failed_runs_dir)
+        found = find_journals(
+            cfg.failed_runs_dir,
+            on_error=lambda path, reason: log.warning("parse.unreadable", path=path, error=reason),
+        )
+        mine_filter = ShardFilter(cfg.failed_runs_dir, cfg.shard)
+        mine = [f for f in found if mine_filter(f.rel)]
+        previous = self.previous if self.previous is not None else self._previous(mine_filter)
+        planned = [
+            self.early.get(p.rel) or p
+            for p in plan([f for f in mine if f.rel not in self.early], previous, cfg)
+        ] + [p for p in self.early.values()]
+        planned.sort(key=lambda p: p.rel)
+        present = {f.rel for f in mine} | set(self.early)
+        gone = sorted(
+            (e for rel, e in previous.items() if rel not in present), key=lambda e: e.journal
+        )
+        log.info(
+            "parse.discovered",
+            failed_runs_dir=str(cfg.failed_runs_dir),
+            journals=len(found),
+            shard=f"{cfg.shard.index}/{cfg.shard.count}" if cfg.shard.active else None,
+            in_shard=len(mine),
+            to_parse=sum(not p.up_to_date for p in planned),
+            parsed_early=len(self.early),
+            gone=len(gone),
+        )
+        if cfg.dry_run:
+            _log_plan(log, cfg.output_dir, planned, gone)
+            return self.summary
+        _prepare_output(cfg)
+        if self.pool is None or cfg.shard.active:
+            # Early workers may be writing temporaries now: sweep only before they start.
+            _remove_temporaries(cfg, [p for p in planned if p.rel not in self.early])
+        for entry in gone:
+            _remove_gone(log, cfg.output_dir, entry)
+        self._parse_all(planned)
+        self.summary.emit(log)
+        return self.summary
+
+    def _previous(self, mine_filter: ShardFilter) -> dict[str, IndexEntry]:
+        earlier = load_previous(
+            self.cfg.output_dir,
+            on_error=lambda path, reason: self.log.warning(
+                "parse.index_unreadable", path=path, error=reason
+            ),
+        )
+        return {rel: e for rel, e in earlier.items() if mine_filter(rel)}
+
+    def _record(self, task: ParseTask, result: ParseResult) -> None:
+        self.entries[result.entry.journal] = result.entry
+        _record(self.log, self.summary, task, result)
+
+    def _parse_all(self, planned: list[Planned]) -> None:
+        cfg, log = self.cfg, self.log
+        entries: dict[str, IndexEntry] = {}
+        todo = []
+        for p in planned:
+            if p.up_to_date and p.previous is not None:
+                entries[p.rel] = p.previous
+                self.summary.record(Outcome.SKIPPED)
+                log.info(
+                    "parse.journal",
+                    journal=p.rel,
+                    outcome=Outcome.SKIPPED.value,
+                    steps=p.previous.steps,
+                    seconds=0.0,
+                    report=p.previous.report,
+                )
+            elif p.rel not in self.early:
+                todo.append(p)
+        try:
+            if self.pool is not None:
+                self.pool.add([p.task for p in todo])
+                self.pool.drain()
+            else:
+                execute([p.task for p in todo], cfg.concurrent, self._record)
+            raise_if_stopped()
+        finally:
+            entries.update(self.entries)
+            # Interrupted: journals not reached keep their earlier entry (its fingerprint
+            # is stale, so the next run parses them); the index is always complete.
+            for p in planned:
+                if p.rel not in entries and p.previous is not None:
+                    entries[p.rel] = p.previous
+            path = write_index(cfg.output_dir, list(entries.values()), cfg.shard)
+            log.info("parse.index", path=str(path), journals=len(entries))
+
+    def _abandon_early(self) -> None:
+        """The caller failed or was stopped mid-download: let early work end, index it."""
+        if self.pool is None or self.previous is None:
+            return
+        self.pool.drain(stopping=lambda: True)
+        if not self.entries:
+            return
+        entries = {**self.previous, **self.entries}
+        path = write_index(self.cfg.output_dir, list(entries.values()), self.cfg.shard)
+        self.log.info("parse.index", path=str(path), journals=len(entries))
 
 
 def plan(
@@ -138,41 +280,6 @@ def _reason(task: ParseTask, prev: IndexEntry | None, cfg: ParseConfig) -> str:
     ):
         return "report missing"
     return "up to date"
-
-
-def _parse_all(cfg: ParseConfig, planned: list[Planned], summary: StageSummary, log: Any) -> None:
-    entries: dict[str, IndexEntry] = {}
-    todo = []
-    for p in planned:
-        if p.up_to_date and p.previous is not None:
-            entries[p.rel] = p.previous
-            summary.record(Outcome.SKIPPED)
-            log.info(
-                "parse.journal",
-                journal=p.rel,
-                outcome=Outcome.SKIPPED.value,
-                steps=p.previous.steps,
-                seconds=0.0,
-                report=p.previous.report,
-            )
-        else:
-            todo.append(p)
-
-    def record(task: ParseTask, result: ParseResult) -> None:
-        entries[result.entry.journal] = result.entry
-        _record(log, summary, task, result)
-
-    try:
-        execute([p.task for p in todo], cfg.concurrent, record)
-        raise_if_stopped()
-    finally:
-        # Interrupted: journals not reached keep their earlier entry (its fingerprint
-        # is stale, so the next run parses them); the index is always complete.
-        for p in todo:
-            if p.rel not in entries and p.previous is not None:
-                entries[p.rel] = p.previous
-        path = write_index(cfg.output_dir, list(entries.values()), cfg.shard)
-        log.info("parse.index", path=str(path), journals=len(entries))
 
 
 def _record(log: Any, summary: StageSummary, task: ParseTask, result: ParseResult) -> None:

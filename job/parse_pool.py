@@ -48,7 +48,9 @@ def execute(
     what a stop means. ``worker`` is replaceable for tests of worker deaths.
     """
     if concurrent > 1 and len(tasks) > 1:
-        _Pool(min(concurrent, len(tasks)), record, worker).run(tasks)
+        with ParsePool(min(concurrent, len(tasks)), record, worker) as pool:
+            pool.add(tasks)
+            pool.drain()
     else:
         _inline(tasks, record)
 
@@ -70,40 +72,97 @@ class _Job:
     isolated: bool = False  # retried alone after its worker died alongside others
 
 
-class _Pool:
+class ParsePool:
+    """Worker processes that take tasks as they come, while the caller does other work.
+
+    ``add`` queues tasks and hands the workers what fits; ``poll`` records what
+    finished; neither blocks. ``drain`` waits until everything added is done (or
+    a stop). ``record`` is always called in this process, from those three.
+
+    Workers are forked, so new ones are only made where this process has no
+    other threads: by :meth:`start` (call it before starting any) and by
+    :meth:`drain` (call it after they are gone). A fork while other threads run
+    can copy a lock one of them holds. So when a worker dies while the caller is
+    busy (say, downloading with threads), the tasks that were in flight wait in
+    the queue until ``drain`` makes a fresh pool for them.
+    """
+
     def __init__(
-        self, workers: int, record: Record, worker: Callable[[ParseTask], ParseResult]
+        self,
+        workers: int,
+        record: Record,
+        worker: Callable[[ParseTask], ParseResult] = run_in_worker,
+        *,
+        nice: int = 0,
     ) -> None:
         self.workers = workers
         self.record = record
         self.worker = worker
+        self.nice = nice
         self.context = multiprocessing.get_context(_start_method())
         self.stop_event = self.context.Event()
         self.executor: ProcessPoolExecutor | None = None
+        self.queue: deque[_Job] = deque()
         self.pending: dict[Future[ParseResult], _Job] = {}
 
-    def run(self, tasks: list[ParseTask]) -> None:
-        queue = deque(_Job(t) for t in tasks)
-        deadline: float | None = None
-        try:
-            while queue or self.pending:
-                self._submit(queue)
-                done, _ = wait(self.pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._collect(future, self.pending.pop(future), queue)
-                if stop_requested():
-                    deadline = deadline or time.monotonic() + STOP_GRACE_SECONDS
-                    self._stop(queue)
-                    if time.monotonic() >= deadline:
-                        return
-        finally:
-            self._shutdown()
+    def __enter__(self) -> ParsePool:
+        return self
 
-    def _submit(self, queue: deque[_Job]) -> None:
-        while queue and not stop_requested() and self._room_for(queue[0]):
-            job = queue.popleft()
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Fork the workers now, while this process has no other threads."""
+        if self.executor is None:
+            self.executor = self._new_executor()
+            # With fork, an executor forks all its workers at the first submit.
+            self.executor.submit(os.getpid)
+
+    def add(self, tasks: list[ParseTask]) -> None:
+        self.queue.extend(_Job(t) for t in tasks)
+        self.poll()
+
+    def poll(self) -> None:
+        """Record what finished and hand out queued tasks; never waits, never forks."""
+        for future in [f for f in self.pending if f.done()]:
+            self._collect(future, self.pending.pop(future))
+        self._submit(fork=False)
+
+    def drain(self, stopping: Callable[[], bool] = stop_requested) -> None:
+        """Wait for every task added so far, or for ``stopping()`` and a grace period."""
+        deadline: float | None = None
+        while self.queue or self.pending:
+            self._submit(fork=True, stopping=stopping)
+            done, _ = wait(self.pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._collect(future, self.pending.pop(future))
+            if stopping():
+                deadline = deadline or time.monotonic() + STOP_GRACE_SECONDS
+                self._stop()
+                if time.monotonic() >= deadline:
+                    return
+
+    def close(self, *, stopping: bool | None = None) -> None:
+        """Shut the workers down; when stopping, running ones are told to stop, then killed."""
+        executor, self.executor = self.executor, None
+        if executor is None:
+            return
+        stopping = stop_requested() if stopping is None else stopping
+        if stopping:
+            self.stop_event.set()
+        # shutdown() forgets the processes, so take them first.
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=not stopping, cancel_futures=True)
+        if stopping:
+            _terminate(processes)
+
+    def _submit(self, *, fork: bool, stopping: Callable[[], bool] = stop_requested) -> None:
+        while self.queue and not stopping() and self._room_for(self.queue[0]):
             if self.executor is None:
+                if not fork:
+                    return
                 self.executor = self._new_executor()
+            job = self.queue.popleft()
             self.pending[self.executor.submit(self.worker, job.task)] = job
 
     def _room_for(self, job: _Job) -> bool:
@@ -113,7 +172,7 @@ class _Pool:
             return not self.pending
         return len(self.pending) < 2 * self.workers
 
-    def _collect(self, future: Future[ParseResult], job: _Job, queue: deque[_Job]) -> None:
+    def _collect(self, future: Future[ParseResult], job: _Job) -> None:
         if future.cancelled():
             return
         exc = future.exception()
@@ -125,14 +184,14 @@ class _Pool:
                 entry = failure_entry(job.task.layout, WORKER_DIED, None)
                 self.record(job.task, ParseResult(entry, 0.0))
             else:
-                queue.appendleft(_Job(job.task, isolated=True))
+                self.queue.appendleft(_Job(job.task, isolated=True))
         elif not isinstance(exc, Cancelled):
             entry = failure_entry(job.task.layout, f"internal error: {exc!r}", None)
             self.record(job.task, ParseResult(entry, 0.0))
 
-    def _stop(self, queue: deque[_Job]) -> None:
+    def _stop(self) -> None:
         self.stop_event.set()
-        queue.clear()
+        self.queue.clear()
         for future in [f for f in self.pending if f.cancel()]:
             del self.pending[future]
 
@@ -141,7 +200,7 @@ class _Pool:
             max_workers=self.workers,
             mp_context=self.context,
             initializer=init_worker,
-            initargs=(self.stop_event, os.getpid()),
+            initargs=(self.stop_event, os.getpid(), self.nice),
         )
 
     def _retire_executor(self) -> None:
@@ -149,19 +208,6 @@ class _Pool:
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.executor = None
-
-    def _shutdown(self) -> None:
-        executor, self.executor = self.executor, None
-        if executor is None:
-            return
-        stopping = stop_requested()
-        if stopping:
-            self.stop_event.set()
-        # shutdown() forgets the processes, so take them first.
-        processes = list((getattr(executor, "_processes", None) or {}).values())
-        executor.shutdown(wait=not stopping, cancel_futures=True)
-        if stopping:
-            _terminate(processes)
 
 
 def _start_method() -> str:

@@ -7,6 +7,7 @@ values, because with ``concurrent > 1`` it runs in a ``ProcessPoolExecutor``
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import gc
@@ -133,8 +134,11 @@ def _write_failure(exc: OSError) -> str:
 # -- worker processes ---------------------------------------------------------------
 
 
-def init_worker(stop_event: Any, parent_pid: int) -> None:
+def init_worker(stop_event: Any, parent_pid: int, nice: int = 0) -> None:
     """Worker set-up: stopping is the parent's decision, and a worker dies with it.
+
+    ``nice`` > 0 lowers the worker's CPU priority: workers that parse while the
+    parent still downloads should not slow the download down (the longer task).
 
     SIGINT (Ctrl-C reaches the whole process group) and SIGTERM are ignored, so
     the parent alone decides how to stop and workers never print tracebacks;
@@ -145,6 +149,9 @@ def init_worker(stop_event: Any, parent_pid: int) -> None:
     global _stop_event
     _stop_event = stop_event
     gc.freeze()  # what the parent had is never garbage here: keep collections from walking it
+    if nice > 0:
+        with contextlib.suppress(OSError):  # best effort: only a scheduling preference
+            os.nice(nice)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG fails one report instead

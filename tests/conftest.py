@@ -42,6 +42,18 @@ def bucket(s3_server: LocalS3, s3_env: dict[str, str]) -> str:
 
 
 @pytest.fixture
+def no_stop_left_over() -> Iterator[None]:
+    """The stop flag is process-wide; a test that sets it must not stop the next one."""
+    from job import signals
+
+    signals._stop.clear()
+    signals._received.clear()
+    yield
+    signals._stop.clear()
+    signals._received.clear()
+
+
+@pytest.fixture
 def s3(s3_server: LocalS3):  # type: ignore[no-untyped-def]
     return s3_server.client()
 

@@ -47,14 +47,7 @@ from tests.journal_builders import (
 MEMORY_MULTIPLE = 8  # peak RSS growth allowed per byte of journal
 
 
-@pytest.fixture(autouse=True)
-def _no_stop_left_over() -> Iterator[None]:
-    """The stop flag is process-wide; a test that sets it must not stop the next one."""
-    signals._stop.clear()
-    signals._received.clear()
-    yield
-    signals._stop.clear()
-    signals._received.clear()
+pytestmark = pytest.mark.usefixtures("no_stop_left_over")
 
 
 @pytest.fixture

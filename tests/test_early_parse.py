@@ -1,0 +1,249 @@
+"""Parsing while the download still runs (``run``): the same output as parsing after it,
+every journal parsed once, and nothing half-done or unindexed when the caller fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import wait
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from structlog.testing import capture_logs
+
+from job.atomic import iter_temporaries
+from job.config import ParseConfig
+from job.discover import find_journals
+from job.layout import derive_layout
+from job.parse import ParseStage, run_parse
+from job.parse_pool import WORKER_DIED, ParsePool
+from job.parse_worker import ParseResult, ParseTask, run_in_worker
+from tests.journal_builders import failing, journal, node, run_path, write_journal
+
+GROUPS = [f"2025-09-0{d}T10-00-00-GMT_run-group_aide" for d in (1, 2, 3)]
+
+
+pytestmark = pytest.mark.usefixtures("no_stop_left_over")
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> ParseConfig:
+    return ParseConfig(
+        failed_runs_dir=tmp_path / "failed_runs", output_dir=tmp_path / "out", concurrent=2
+    )
+
+
+def doc(tag: str) -> dict[str, Any]:
+    nodes = [failing(0, "KeyError", f"'{tag}'"), node(1, value=0.5, plan=f"plan {tag}")]
+    return journal(nodes, {1: 0})
+
+
+def archives(root: Path) -> dict[str, list[str]]:
+    """Three archive folders (as the download publishes them), two journals each."""
+    made: dict[str, list[str]] = {}
+    for group in GROUPS:
+        for task in ("alpha", "beta"):
+            rel = run_path(group=group, task=f"{task}-{group[:10]}")
+            write_journal(root, rel, doc(rel))
+            made.setdefault(group, []).append(rel)
+    return made
+
+
+def parse_events(logs: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(e["journal"] for e in logs if e["event"] == "parse.journal")
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """Reports and pages, byte for byte, plus the index minus times and inodes."""
+    files = {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != "index.json"
+    }
+    entries = json.loads((out / "index.json").read_text())["journals"]
+    drop = {"parsed_at": None, "fingerprint": None}
+    files["index.json"] = json.dumps([{**e, **drop} for e in entries]).encode()
+    return files
+
+
+def test_offered_archives_are_parsed_once_and_the_output_equals_a_plain_parse(
+    cfg: ParseConfig, tmp_path: Path
+) -> None:
+    made = archives(cfg.failed_runs_dir)
+    run_parse(replace(cfg, output_dir=tmp_path / "plain"))
+
+    with capture_logs() as logs, ParseStage(cfg) as stage:
+        assert stage.start_early()
+        stage.offer(cfg.failed_runs_dir / GROUPS[0])
+        stage.offer(cfg.failed_runs_dir / GROUPS[1])
+        summary = stage.finish()
+
+    every = sorted(rel for rels in made.values() for rel in rels)
+    assert parse_events(logs) == Counter(every)  # each journal exactly once
+    assert (summary.succeeded, summary.failed, summary.skipped) == (len(every), 0, 0)
+    discovered = next(e for e in logs if e["event"] == "parse.discovered")
+    assert (discovered["to_parse"], discovered["parsed_early"]) == (6, 4)
+    assert outputs(cfg.output_dir) == outputs(tmp_path / "plain")
+    assert list(iter_temporaries(cfg.output_dir)) == []
+
+
+def test_a_later_parse_finds_everything_parsed_early_up_to_date(cfg: ParseConfig) -> None:
+    archives(cfg.failed_runs_dir)
+    with ParseStage(cfg) as stage:
+        stage.start_early()
+        for group in GROUPS:
+            stage.offer(cfg.failed_runs_dir / group)
+        stage.finish()
+    again = run_parse(cfg)
+    assert (again.succeeded, again.skipped) == (0, 6)
+
+
+def test_offers_outside_the_failed_runs_dir_or_before_start_are_ignored(
+    cfg: ParseConfig, tmp_path: Path
+) -> None:
+    archives(cfg.failed_runs_dir)
+    elsewhere = tmp_path / "elsewhere"
+    archives(elsewhere)
+    with ParseStage(cfg) as stage:
+        stage.offer(cfg.failed_runs_dir / GROUPS[0])  # not started: a plain parse follows
+        assert stage.early == {}
+        stage.start_early()
+        stage.offer(elsewhere / GROUPS[0])
+        stage.offer(cfg.failed_runs_dir)  # the root itself is no archive folder
+        assert stage.early == {}
+
+
+@pytest.mark.parametrize("change", [{"dry_run": True}, {"concurrent": 1}])
+def test_dry_runs_and_a_single_worker_do_not_start_early(
+    cfg: ParseConfig, change: dict[str, Any]
+) -> None:
+    with ParseStage(replace(cfg, **change)) as stage:
+        assert not stage.start_early()
+        assert stage.pool is None
+
+
+def fail_after_offering_everything(cfg: ParseConfig, workers: list[psutil.Process]) -> None:
+    """A ``run`` whose download fails after every archive was offered for parsing."""
+    before = {c.pid for c in psutil.Process().children()}  # e.g. the session's S3 server
+    with ParseStage(cfg) as stage:
+        stage.start_early()
+        workers += [c for c in psutil.Process().children() if c.pid not in before]
+        for group in GROUPS:
+            stage.offer(cfg.failed_runs_dir / group)
+        assert stage.pool is not None
+        wait(list(stage.pool.pending))  # some reports are surely published, none recorded yet
+        raise RuntimeError("download failed")
+
+
+def test_when_the_caller_fails_what_was_published_is_indexed_and_no_worker_is_left(
+    cfg: ParseConfig,
+) -> None:
+    made = archives(cfg.failed_runs_dir)
+    workers: list[psutil.Process] = []
+    with pytest.raises(RuntimeError, match="download failed"):
+        fail_after_offering_everything(cfg, workers)
+    assert len(workers) == 2
+
+    index_file = cfg.output_dir / "index.json"
+    indexed = set()
+    if index_file.exists():
+        indexed = {e["journal"] for e in json.loads(index_file.read_text())["journals"]}
+    assert len(indexed) >= 4
+    for rel in (r for rels in made.values() for r in rels):
+        report = cfg.output_dir / derive_layout(rel).report
+        # All or nothing per journal: a published report is in the index, and only then.
+        assert report.exists() == (rel in indexed), rel
+        assert report.with_suffix(".html").exists() == (rel in indexed), rel
+    assert list(iter_temporaries(cfg.output_dir)) == []
+    psutil.wait_procs(workers, timeout=10)
+    assert not any(w.is_running() for w in workers)
+
+
+def die_on_poison(task: ParseTask) -> ParseResult:
+    """Stands in for a worker the kernel kills (e.g. out of memory) on one journal."""
+    if "poison" in task.layout.journal:
+        os._exit(1)
+    return run_in_worker(task)
+
+
+def test_a_worker_death_while_the_caller_is_busy_waits_for_drain_to_fork_again(
+    cfg: ParseConfig,
+) -> None:
+    rels = [run_path(task="poison")] + [run_path(task=f"t{i}") for i in range(5)]
+    for rel in rels:
+        write_journal(cfg.failed_runs_dir, rel, doc(rel))
+    tasks = [
+        ParseTask(
+            cfg.failed_runs_dir / r, derive_layout(r), cfg.output_dir / derive_layout(r).report
+        )
+        for r in rels
+    ]
+    results: dict[str, ParseResult] = {}
+    with ParsePool(2, lambda t, r: results.__setitem__(t.layout.journal, r), die_on_poison) as pool:
+        pool.start()
+        pool.add(tasks)
+        wait(list(pool.pending))  # the poisoned worker dies and breaks the pool
+        pool.poll()
+        # Threads of the caller may be running now: no new worker may be forked yet.
+        assert pool.executor is None
+        assert any(job.isolated for job in pool.queue)
+        pool.drain()
+    assert set(results) == set(rels)
+    assert results[rels[0]].entry.error == WORKER_DIED
+    assert all(results[r].entry.error is None for r in rels[1:])
+
+
+def test_find_journals_within_one_archive_keeps_paths_relative_to_the_root(
+    cfg: ParseConfig,
+) -> None:
+    made = archives(cfg.failed_runs_dir)
+    found = find_journals(cfg.failed_runs_dir, within=cfg.failed_runs_dir / GROUPS[1])
+    assert [f.rel for f in found] == sorted(made[GROUPS[1]])
+    assert all(f.path == cfg.failed_runs_dir / f.rel for f in found)
+
+
+# -- the whole run against the loopback S3 ------------------------------------------
+
+
+def job(*args: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "job", *args, "--log-format", "json", "--concurrent", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return {"logs": [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]}
+
+
+def test_run_parses_each_archive_as_it_arrives_and_matches_download_then_parse(
+    s3_server, bucket, tmp_path: Path
+) -> None:
+    from job.synthetic import seed_bucket
+
+    seed_bucket(s3_server.root, bucket=bucket, prefix="fr/", n_archives=5, steps=20, n_runs=2)
+    src = f"s3://{bucket}/fr/"
+    together = tmp_path / "together"
+    logs = job("run", "--bucket-path", src, "--output-dir", str(together))["logs"]
+    apart = tmp_path / "apart"
+    job("download", "--bucket-path", src, "--output-dir", str(apart / "failed_runs"))
+    job(
+        "parse",
+        "--failed-runs-dir",
+        str(apart / "failed_runs"),
+        "--output-dir",
+        str(apart / "aide_journals"),
+    )
+
+    discovered = next(e for e in logs if e["event"] == "parse.discovered")
+    journals = discovered["journals"]
+    assert journals == 10
+    assert discovered["parsed_early"] == journals  # every archive's journals, during the download
+    assert set(parse_events(logs).values()) == {1}
+    assert outputs(together / "aide_journals") == outputs(apart / "aide_journals")
