@@ -111,14 +111,17 @@ class ParseStage:
         Dry runs plan only, and a single worker would parse in this process.
         """
         cfg = self.cfg
-        if cfg.dry_run or cfg.concurrent < 2:
+        # Forked before anyone knows how many journals will come, so no more workers
+        # than CPUs (parsing is CPU-bound); a night with nothing new pays for no more.
+        workers = min(cfg.concurrent, _usable_cpus())
+        if cfg.dry_run or workers < 2:
             return False
         _prepare_output(cfg)
         self.previous = self._previous(ShardFilter(cfg.failed_runs_dir, cfg.shard))
         if not cfg.shard.active:
             # Now, while no worker is writing; finish() cannot sweep the whole tree.
             remove_stale_temporaries(cfg.output_dir)
-        self.pool = ParsePool(cfg.concurrent, self._record, nice=EARLY_NICE)
+        self.pool = ParsePool(workers, self._record, nice=EARLY_NICE)
         self.pool.start()
         return True
 
@@ -152,7 +155,8 @@ class ParseStage:
         )
         mine_filter = ShardFilter(cfg.failed_runs_dir, cfg.shard)
         mine = [f for f in found if mine_filter(f.rel)]
-        previous = self.previous if self.previous is not None else self._previous(mine_filter)
+        # Read again with this filter: the download may have added manifests since.
+        previous = self._previous(mine_filter)
         planned = [
             self.early.get(p.rel) or p
             for p in plan([f for f in mine if f.rel not in self.early], previous, cfg)
@@ -243,6 +247,13 @@ class ParseStage:
         entries = {**self.previous, **self.entries}
         path = write_index(self.cfg.output_dir, list(entries.values()), self.cfg.shard)
         self.log.info("parse.index", path=str(path), journals=len(entries))
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def plan(
