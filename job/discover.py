@@ -26,6 +26,7 @@ from job.textsafe import scrub_surrogates
 class FoundJournal:
     path: Path  # the real path, for reading (may hold undecodable bytes as surrogates)
     rel: str  # POSIX path relative to the failed-runs folder, safe to print and store
+    size: int = 0  # bytes, when found (biggest first shortens a parallel parse)
 
 
 def find_journals(
@@ -54,26 +55,30 @@ def find_journals(
         candidate = Path(dirpath, JOURNAL_NAME)
         rel = candidate.relative_to(root)
         # logs/ must be inside root: a root that is itself a logs/<exp>/ folder does not count
-        if not is_journal_path(rel.parts) or not _is_regular(candidate, on_error):
+        if not is_journal_path(rel.parts):
             continue
-        found.append(FoundJournal(candidate, scrub_surrogates(rel.as_posix())))
+        size = _regular_size(candidate, on_error)
+        if size is None:
+            continue
+        found.append(FoundJournal(candidate, scrub_surrogates(rel.as_posix()), size))
     found.sort(key=lambda f: f.rel)
     return found
 
 
-def _is_regular(path: Path, on_error: Callable[[str, str], None] | None) -> bool:
+def _regular_size(path: Path, on_error: Callable[[str, str], None] | None) -> int | None:
+    """The file's size if it is a regular file (not a link), else None."""
     try:
-        mode = path.lstat().st_mode
+        st = path.lstat()
     except OSError as exc:
         if on_error is not None:
             on_error(str(path), exc.strerror or str(exc))
-        return False
-    if stat.S_ISREG(mode):
-        return True
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size
     if on_error is not None:
-        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
         on_error(str(path), f"{kind}; not read")
-    return False
+    return None
 
 
 def shard_of(rel: str, count: int) -> int:

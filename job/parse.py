@@ -263,7 +263,7 @@ def plan(
     planned = []
     for found in journals:
         layout = derive_layout(found.rel)
-        task = ParseTask(found.path, layout, cfg.output_dir / layout.report)
+        task = ParseTask(found.path, layout, cfg.output_dir / layout.report, found.size)
         prev = previous.get(found.rel)
         planned.append(Planned(task, prev, _reason(task, prev, cfg)))
     return planned

@@ -119,7 +119,16 @@ class ParsePool:
             self.executor.submit(os.getpid)
 
     def add(self, tasks: list[ParseTask]) -> None:
+        """Queue ``tasks``; the biggest journals waiting are handed out first.
+
+        A parallel parse ends when its last journal does: one big journal
+        started last keeps a worker busy long after the others have gone idle
+        (a 1,000-step journal takes a second and a half alone). Largest first
+        is the classic cure for that tail. Retries of a dead worker's journals
+        keep their place at the front.
+        """
         self.queue.extend(_Job(t) for t in tasks)
+        self.queue = deque(sorted(self.queue, key=_order))
         self.poll()
 
     def poll(self) -> None:
@@ -208,6 +217,10 @@ class ParsePool:
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.executor = None
+
+
+def _order(job: _Job) -> tuple[bool, int]:
+    return (not job.isolated, -job.task.size)
 
 
 def _start_method() -> str:

@@ -41,6 +41,7 @@ class ParseTask:
     journal_path: Path  # where to read the journal
     layout: Layout
     report_path: Path  # where to publish the report (output folder / layout.report)
+    size: int = 0  # the journal's bytes when planned: the pool starts big ones first
 
 
 @dataclass(frozen=True)

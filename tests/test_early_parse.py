@@ -22,7 +22,7 @@ from job.config import ParseConfig
 from job.discover import find_journals
 from job.layout import derive_layout
 from job.parse import ParseStage, run_parse
-from job.parse_pool import WORKER_DIED, ParsePool
+from job.parse_pool import WORKER_DIED, ParsePool, _Job
 from job.parse_worker import ParseResult, ParseTask, run_in_worker
 from tests.journal_builders import failing, journal, node, run_path, write_journal
 
@@ -265,3 +265,25 @@ def test_run_parses_each_archive_as_it_arrives_and_matches_download_then_parse(
     assert discovered["parsed_early"] == early
     assert set(parse_events(logs).values()) == {1}
     assert outputs(together / "aide_journals") == outputs(apart / "aide_journals")
+
+
+def test_the_pool_hands_out_the_biggest_journals_first_and_retries_before_all(
+    cfg: ParseConfig,
+) -> None:
+    def task(name: str, size: int) -> ParseTask:
+        layout = derive_layout(run_path(task=name))
+        return ParseTask(cfg.failed_runs_dir / name, layout, cfg.output_dir / name, size)
+
+    pool = ParsePool(2, lambda t, r: None)  # not started: add() forks nothing, only queues
+    pool.add([task("small", 10), task("big", 1000)])
+    pool.queue.appendleft(_Job(task("retry", 1), isolated=True))  # as after a worker death
+    pool.add([task("medium", 500), task("huge", 10**6)])
+    assert [j.task.size for j in pool.queue] == [1, 10**6, 1000, 500, 10]
+    assert pool.executor is None
+
+
+def test_found_journals_carry_their_size(cfg: ParseConfig) -> None:
+    archives(cfg.failed_runs_dir)
+    found = find_journals(cfg.failed_runs_dir)
+    assert found
+    assert all(f.size == f.path.stat().st_size > 0 for f in found)
