@@ -157,11 +157,8 @@ class ParseStage:
         mine = [f for f in found if mine_filter(f.rel)]
         # Read again with this filter: the download may have added manifests since.
         previous = self._previous(mine_filter)
-        planned = [
-            self.early.get(p.rel) or p
-            for p in plan([f for f in mine if f.rel not in self.early], previous, cfg)
-        ] + [p for p in self.early.values()]
-        planned.sort(key=lambda p: p.rel)
+        planned = plan([f for f in mine if f.rel not in self.early], previous, cfg)
+        planned = sorted([*planned, *self.early.values()], key=lambda p: p.rel)
         present = {f.rel for f in mine} | set(self.early)
         gone = sorted(
             (e for rel, e in previous.items() if rel not in present), key=lambda e: e.journal
