@@ -22,7 +22,7 @@ from job.config import ParseConfig
 from job.discover import find_journals
 from job.layout import derive_layout
 from job.parse import ParseStage, run_parse
-from job.parse_pool import WORKER_DIED, ParsePool, _Job
+from job.parse_pool import IN_FLIGHT_PER_WORKER, WORKER_DIED, ParsePool, _Job
 from job.parse_worker import ParseResult, ParseTask, run_in_worker
 from tests.journal_builders import failing, journal, node, run_path, write_journal
 
@@ -287,3 +287,24 @@ def test_found_journals_carry_their_size(cfg: ParseConfig) -> None:
     found = find_journals(cfg.failed_runs_dir)
     assert found
     assert all(f.size == f.path.stat().st_size > 0 for f in found)
+
+
+def test_workers_get_several_journals_in_hand_while_the_caller_is_busy(
+    cfg: ParseConfig,
+) -> None:
+    rels = [run_path(task=f"t{i:02d}") for i in range(3 * IN_FLIGHT_PER_WORKER)]
+    for rel in rels:
+        write_journal(cfg.failed_runs_dir, rel, doc(rel))
+    tasks = [
+        ParseTask(
+            cfg.failed_runs_dir / r, derive_layout(r), cfg.output_dir / derive_layout(r).report
+        )
+        for r in rels
+    ]
+    done: list[str] = []
+    with ParsePool(2, lambda t, r: done.append(t.layout.journal)) as pool:
+        pool.start()
+        pool.add(tasks)  # one call, as when an archive arrives: no later poll needed
+        assert len(pool.pending) == 2 * IN_FLIGHT_PER_WORKER
+        pool.drain()
+    assert sorted(done) == sorted(rels)
