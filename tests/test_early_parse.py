@@ -181,6 +181,16 @@ def test_when_the_caller_fails_what_was_published_is_indexed_and_no_worker_is_le
     assert not any(w.is_running() for w in workers)
 
 
+def written_tasks(cfg: ParseConfig, rels: list[str]) -> list[ParseTask]:
+    """A small journal at each of ``rels``, and the task that parses it."""
+    tasks = []
+    for rel in rels:
+        path = write_journal(cfg.failed_runs_dir, rel, doc(rel))
+        layout = derive_layout(rel)
+        tasks.append(ParseTask(path, layout, cfg.output_dir / layout.report))
+    return tasks
+
+
 def die_on_poison(task: ParseTask) -> ParseResult:
     """Stands in for a worker the kernel kills (e.g. out of memory) on one journal."""
     if "poison" in task.layout.journal:
@@ -192,14 +202,7 @@ def test_a_worker_death_while_the_caller_is_busy_waits_for_drain_to_fork_again(
     cfg: ParseConfig,
 ) -> None:
     rels = [run_path(task="poison")] + [run_path(task=f"t{i}") for i in range(5)]
-    for rel in rels:
-        write_journal(cfg.failed_runs_dir, rel, doc(rel))
-    tasks = [
-        ParseTask(
-            cfg.failed_runs_dir / r, derive_layout(r), cfg.output_dir / derive_layout(r).report
-        )
-        for r in rels
-    ]
+    tasks = written_tasks(cfg, rels)
     results: dict[str, ParseResult] = {}
     with ParsePool(2, lambda t, r: results.__setitem__(t.layout.journal, r), die_on_poison) as pool:
         pool.start()
@@ -293,14 +296,7 @@ def test_workers_get_several_journals_in_hand_while_the_caller_is_busy(
     cfg: ParseConfig,
 ) -> None:
     rels = [run_path(task=f"t{i:02d}") for i in range(3 * IN_FLIGHT_PER_WORKER)]
-    for rel in rels:
-        write_journal(cfg.failed_runs_dir, rel, doc(rel))
-    tasks = [
-        ParseTask(
-            cfg.failed_runs_dir / r, derive_layout(r), cfg.output_dir / derive_layout(r).report
-        )
-        for r in rels
-    ]
+    tasks = written_tasks(cfg, rels)
     done: list[str] = []
     with ParsePool(2, lambda t, r: done.append(t.layout.journal)) as pool:
         pool.start()
