@@ -24,6 +24,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
             "-m",
             "bench",
             "--smoke",
+            "--bwlimit",  # the server must start with it; 100 MiB/s costs this data nothing
+            "100M",
             "--json",
             str(out),
             "--work-dir",
@@ -55,5 +57,40 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert set(report["parse"]) <= {"parse", "old_parse"}
     assert report["dataset"]["archives"] == 3
     assert report["dataset"]["extracted_bytes"] > 0
-    assert "download/pipeline" in report["ratios"]
+    assert {"download/pipeline", "run/(download+parse)"} <= set(report["ratios"])
+    assert report["config"]["bwlimit"] == "100M"
     assert not (tmp_path / "work").exists()  # the bench cleans up after itself
+
+
+def test_bench_relist_alone(tmp_path: Path) -> None:
+    """``--archives 0`` skips the main table; the no-op re-run case still runs and reports."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--archives",
+            "0",
+            "--relist-keys",
+            "20",
+            "--json",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert "contenders" not in report
+    relist = report["relist"]
+    assert relist["dataset"]["archives"] == 20
+    assert relist["first_run"]["ok"], relist["first_run"]
+    assert relist["second_run"]["ok"], relist["second_run"]
+    assert "second download (nothing new)" in proc.stdout
