@@ -12,39 +12,33 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_bench_smoke(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, *args: str) -> tuple[str, dict[str, Any]]:
+    """``python -m bench ARGS`` with scratch folders under ``tmp_path``: its table and JSON."""
     out = tmp_path / "bench.json"
+    scratch = ("--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"))
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--smoke",
-            "--bwlimit",  # the server must start with it; 100 MiB/s costs this data nothing
-            "100M",
-            "--json",
-            str(out),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
+        [sys.executable, "-m", "bench", *args, "--json", str(out), *scratch],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    table = proc.stdout
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    # --bwlimit: the server must start with it; 100 MiB/s costs this data nothing.
+    table, report = run_bench(tmp_path, "--smoke", "--bwlimit", "100M")
     for name in ("old", "pipeline", "download", "run", "floor", "parse", "old_parse"):
         assert any(line.startswith(f"{name} ") for line in table.splitlines()), (name, table)
     assert "ratios of medians" in table
 
-    report = json.loads(out.read_text())
     assert set(report["contenders"]) == {"old", "pipeline", "download", "run", "floor"}
     for name, series in report["contenders"].items():
         assert series["runs"], name
@@ -64,33 +58,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
 def test_bench_relist_alone(tmp_path: Path) -> None:
     """``--archives 0`` skips the main table; the no-op re-run case still runs and reports."""
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--archives",
-            "0",
-            "--relist-keys",
-            "20",
-            "--json",
-            str(out),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    table, report = run_bench(tmp_path, "--archives", "0", "--relist-keys", "20")
     assert "contenders" not in report
     relist = report["relist"]
     assert relist["dataset"]["archives"] == 20
     assert relist["first_run"]["ok"], relist["first_run"]
     assert relist["second_run"]["ok"], relist["second_run"]
-    assert "second download (nothing new)" in proc.stdout
+    assert "second download (nothing new)" in table
