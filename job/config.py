@@ -7,6 +7,7 @@ the container entrypoint drive exactly the same code.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,15 @@ class Shard:
     def suffix(self) -> str:
         """File-name suffix that keeps shards from writing the same state file."""
         return f".shard-{self.index}-of-{self.count}" if self.active else ""
+
+
+def shard_of(key: str, count: int) -> int:
+    """Stable across machines and Python versions (unlike ``hash``).
+
+    It lives here, beside :class:`Shard`, so that ``parse`` can shard without
+    importing the S3 listing (and botocore with it: ~35 ms of start-up).
+    """
+    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") % count
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from job.atomic import is_temporary
 from job.config import Shard
+from job.config import shard_of as key_shard
 from job.layout import JOURNAL_NAME, is_journal_path
-from job.listing import shard_of as key_shard
 from job.textsafe import scrub_surrogates
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from job.atomic import TEMP_MARKER, is_temporary, remove_tree
-from job.config import DownloadConfig
+from job.config import DownloadConfig, shard_of
 from job.errors import Cancelled, ItemError, UsageError
 from job.fetch import Fetcher, FetchResult, InFlight
-from job.listing import Archive, list_archives, parse_bucket_path, shard_of
+from job.listing import Archive, list_archives, parse_bucket_path
 from job.logs import get_logger
 from job.manifest import Manifest, Record, load, manifest_path, now_iso
 from job.progress import Progress

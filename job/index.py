@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,8 +112,13 @@ class IndexEntry:
 _ENTRY_FIELDS = tuple(f.name for f in fields(IndexEntry))
 
 
-def entry_for(layout: Layout, journal: Journal, fingerprint: Fingerprint | None) -> IndexEntry:
-    """The entry of a journal whose report was just written."""
+def entry_for(
+    layout: Layout,
+    journal: Journal,
+    fingerprint: Fingerprint | None,
+    details: Sequence[str | None] | None = None,
+) -> IndexEntry:
+    """The entry of a journal whose report was just written (``details``: see index_extras)."""
     best = journal.best_node
     return IndexEntry(
         **_layout_fields(layout),
@@ -126,7 +132,7 @@ def entry_for(layout: Layout, journal: Journal, fingerprint: Fingerprint | None)
         fingerprint=fingerprint,
         report_format=REPORT_FORMAT,
         parsed_at=now_iso(),
-        **index_extras(journal, report=layout.report),
+        **index_extras(journal, report=layout.report, details=details),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from urllib.parse import urlparse
 import botocore.exceptions as bce
 
 from job.atomic import TEMP_MARKER
-from job.config import RetrySettings, Shard
+from job.config import RetrySettings, Shard, shard_of
 from job.errors import UsageError
 from job.retrying import client_error_code, diagnose, retrying
 
@@ -61,11 +60,6 @@ def folder_for(key: str, prefix: str) -> str | None:
     if len(parts) == 1 and parts[0].startswith(RESERVED_TOP_LEVEL) and parts[0].endswith(".json"):
         return None  # would collide with the manifest files
     return rel
-
-
-def shard_of(key: str, count: int) -> int:
-    """Stable across machines and Python versions (unlike ``hash``)."""
-    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") % count
 
 
 def _explain_listing_error(exc: BaseException, where: BucketPath) -> UsageError:

@@ -22,6 +22,7 @@ from typing import Any
 
 from job.analysis.extras import page_header
 from job.analysis.journal_page import render_journal_page
+from job.analysis.taxonomy import step_details
 from job.atomic import atomic_write_bytes
 from job.atomic_stream import atomic_binary_file
 from job.errors import Cancelled, ItemError
@@ -78,8 +79,9 @@ def _parse_one(task: ParseTask, should_stop: Callable[[], bool] | None) -> Parse
         if should_stop is not None and should_stop():
             raise Cancelled("stop requested")
         journal, fingerprint = _read(task.journal_path)
-        _write(task, journal, should_stop)
-        entry = entry_for(task.layout, journal, fingerprint)
+        details = step_details(journal)
+        _write(task, journal, details, should_stop)
+        entry = entry_for(task.layout, journal, fingerprint, details)
     except Cancelled:
         raise
     except ItemError as exc:
@@ -108,7 +110,12 @@ def page_path(report: Path) -> Path:
     return report.with_suffix(".html")
 
 
-def _write(task: ParseTask, journal: Journal, should_stop: Callable[[], bool] | None) -> None:
+def _write(
+    task: ParseTask,
+    journal: Journal,
+    details: list[str | None],
+    should_stop: Callable[[], bool] | None,
+) -> None:
     try:
         with atomic_binary_file(task.report_path) as out:
             write_report(out, journal, task.layout, should_stop=should_stop)
@@ -116,7 +123,10 @@ def _write(task: ParseTask, journal: Journal, should_stop: Callable[[], bool] | 
         atomic_write_bytes(
             page_path(task.report_path),
             render_journal_page(
-                journal, header=page_header(task.layout), report_name=task.report_path.name
+                journal,
+                header=page_header(task.layout),
+                report_name=task.report_path.name,
+                details=details,
             ),
             durable=False,
         )

@@ -215,19 +215,34 @@ def _error_line(error: StepError | None) -> str:
     return f"{kind}: {_inline(error.message)}" if error.message else kind
 
 
+_TYPE = f"{INDENT}{'Type':<{_LABEL}}"
+_MESSAGE = f"{INDENT}{'Message':<{_LABEL}}"
+_INFO = f"{INDENT}{'Info':<{_LABEL}}"
+_INFO_MORE = "\n" + " " * (len(INDENT) + _LABEL)
+_NO_STACK = f"{INDENT}{'Stack':<{_LABEL}}none\n"
+_STACK = f"{INDENT}Stack (most recent call last)\n"
+_FRAME = INDENT * 2
+_FRAME_SOURCE = "\n" + INDENT * 3
+
+
 def _error_details(out: _Text, error: StepError) -> None:
-    _field(out, "Type", _known(error.type), indent=INDENT)
-    _field(out, "Message", _inline(error.message) or "none", indent=INDENT)
+    """:func:`_field` rows and the stack, in one string: about half the steps have one."""
     info = [f"{_inline(k)}: {_inline(_json_inline(v))}" for k, v in error.info.items()]
-    _field(out, "Info", info or "none", indent=INDENT)
+    parts = [
+        f"{_TYPE}{_known(error.type)}\n{_MESSAGE}{_inline(error.message) or 'none'}\n"
+        f"{_INFO}{_INFO_MORE.join(info) if info else 'none'}\n"
+    ]
     if not error.stack:
-        _field(out, "Stack", "none", indent=INDENT)
-        return
-    out.write(f"{INDENT}Stack (most recent call last)\n")
-    for frame in error.stack:
-        out.write(f"{INDENT * 2}{_inline(frame.location)}\n")
-        if frame.source:
-            out.write(f"{INDENT * 3}{_inline(frame.source.strip())}\n")
+        parts.append(_NO_STACK)
+    else:
+        parts.append(_STACK)
+        for frame in error.stack:
+            where = _inline(frame.location)
+            if frame.source:
+                parts.append(f"{_FRAME}{where}{_FRAME_SOURCE}{_inline(frame.source.strip())}\n")
+            else:
+                parts.append(f"{_FRAME}{where}\n")
+    out.write("".join(parts))
 
 
 # -- text helpers -------------------------------------------------------------------

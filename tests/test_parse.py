@@ -763,3 +763,53 @@ def test_a_20mb_journal_parses_within_a_small_multiple_of_its_size(tmp_path: Pat
     assert result["steps"] > 100
     assert (tmp_path / "big.txt").stat().st_size > size // 2  # the report really was written
     assert result["growth"] < MEMORY_MULTIPLE * size, result["growth"] / size
+
+
+# -- cost: work done once, nothing loaded that parsing does not use ----------------
+
+
+def test_each_failing_step_is_classified_once(
+    cfg: ParseConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page and the index entry share one classification per failing step."""
+    import job.analysis.taxonomy as taxonomy
+
+    calls: list[str | None] = []
+    classify = taxonomy.classify
+
+    def counting(exc_type: str | None, *args: Any) -> Any:
+        calls.append(exc_type)
+        return classify(exc_type, *args)
+
+    monkeypatch.setattr(taxonomy, "classify", counting)
+    doc = journal([failing(0, "KeyError", "'a'"), node(1), failing(2, "ValueError", "b")])
+    write_journal(cfg.failed_runs_dir, run_path(), doc)
+    summary, _ = run(cfg)
+    assert summary.succeeded == 1
+    assert sorted(calls, key=str) == ["KeyError", "ValueError"]
+    [entry] = index(cfg.output_dir).values()
+    assert [f["detail"] for f in entry["failures"]] == ["missing key: 'a'", None]
+    page = next(cfg.output_dir.rglob("*.html")).read_text()
+    assert "missing key: 'a'" in page
+
+
+def test_parse_starts_without_the_s3_client_stack(cfg: ParseConfig) -> None:
+    """botocore and urllib3 cost ~35 ms of every parse's start-up and are never used there."""
+    write_journal(cfg.failed_runs_dir, run_path(), good_doc())
+    code = textwrap.dedent(
+        """
+        import sys
+        from job.cli import main
+        status = main(["parse", "--failed-runs-dir", sys.argv[1], "--output-dir", sys.argv[2]])
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "urllib3"))
+        print(status, loaded, file=sys.stderr)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(cfg.failed_runs_dir), str(cfg.output_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stderr.strip().splitlines()[-1] == "0 []", proc.stderr
+    assert (cfg.output_dir / "index.json").exists()

@@ -112,6 +112,47 @@ def test_each_step_in_order_with_all_its_parts(doc: dict[str, Any]) -> None:
     assert report.endswith(f"{END_MARKER}\n")
 
 
+def test_error_details_lay_out_every_field() -> None:
+    """Several info keys align under the first; missing parts say "none" or "?"."""
+    doc = journal(
+        [
+            failing(
+                0,
+                "ValueError",
+                "bad\tvalue",
+                exc_info={"args": ["bad"], "name": None, "note": "a\nb"},
+                exc_stack=[
+                    ["runfile.py", 3, "<module>", "  fit()  "],
+                    ["/lib/x.py", None, None, None],
+                ],
+            ),
+            failing(1, "KeyError", "", exc_info={}, exc_stack=[]),
+        ]
+    )
+    report = render(doc)
+    first = report[report.index("Error details", report.index("\nStep 0\n")) :]
+    assert first.startswith(
+        "Error details\n"
+        "    Type              ValueError\n"
+        "    Message           bad\tvalue\n"
+        '    Info              args: ["bad"]\n'
+        "                      name: null\n"
+        "                      note: a\\nb\n"
+        "    Stack (most recent call last)\n"
+        "        runfile.py:3 in <module>\n"
+        "            fit()\n"
+        "        /lib/x.py:? in ?\n\n"
+    )
+    second = report[report.index("Error details", report.index("\nStep 1\n")) :]
+    assert second.startswith(
+        "Error details\n"
+        "    Type              KeyError\n"
+        "    Message           none\n"
+        "    Info              none\n"
+        "    Stack             none\n\n"
+    )
+
+
 def test_overview_lists_every_step(doc: dict[str, Any]) -> None:
     report = render(doc)
     overview = report[report.index("Steps at a glance") : report.index("\nStep 0\n")]

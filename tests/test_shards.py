@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from job.listing import shard_of
+from job.config import shard_of
 from tests.conftest import run_group_members, tar_gz
 from tests.support.jobcli import download_argv
 from tests.test_download import tree

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from job.analysis.taxonomy import failure_detail
+from job.analysis.taxonomy import step_details
 from job.journal import Journal, Node
 from job.layout import Layout
 
@@ -40,14 +41,25 @@ HTML_SUFFIX = ".html"
 EXTRA_FIELDS = ("failures", "valid_solution", "steps_by_stage", "html", "analysis_version")
 
 
-def index_extras(journal: Journal, *, report: str | None = None) -> dict[str, Any]:
+def index_extras(
+    journal: Journal,
+    *,
+    report: str | None = None,
+    details: Sequence[str | None] | None = None,
+) -> dict[str, Any]:
     """The per-journal fields the site reads from ``index.json`` (see module doc).
 
     ``report`` is the text report's path relative to the output folder
     (``Layout.report``); when given, ``html`` says where the journal page goes.
+    ``details`` is :func:`~job.analysis.taxonomy.step_details` of the journal, when
+    the caller has it already.
     """
+    if details is None:
+        details = step_details(journal)
     extras: dict[str, Any] = {
-        "failures": [failure_record(n) for n in journal.nodes if n.error is not None],
+        "failures": [
+            failure_record(n, details[n.index]) for n in journal.nodes if n.error is not None
+        ],
         "valid_solution": has_valid_solution(journal),
         "steps_by_stage": dict(Counter(str(n.stage) for n in journal.nodes)),
         "analysis_version": EXTRAS_VERSION,
@@ -57,8 +69,11 @@ def index_extras(journal: Journal, *, report: str | None = None) -> dict[str, An
     return extras
 
 
-def failure_record(node: Node) -> dict[str, Any]:
-    """One step that raised, as the index and ``failures.csv`` carry it."""
+def failure_record(node: Node, detail: str | None) -> dict[str, Any]:
+    """One step that raised, as the index and ``failures.csv`` carry it.
+
+    ``detail`` is the step's :func:`~job.analysis.taxonomy.failure_detail`.
+    """
     error = node.error
     assert error is not None
     message = error.message
@@ -67,7 +82,7 @@ def failure_record(node: Node) -> dict[str, Any]:
         "stage": str(node.stage),
         "type": error.type,
         "message": message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…",
-        "detail": failure_detail(error.type, message, node.term_out),
+        "detail": detail,
     }
 
 

@@ -24,13 +24,13 @@ script only ever sets ``textContent``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from job.analysis.assets import BASE_CSS, JOURNAL_CSS, JOURNAL_JS
 from job.analysis.html import esc, fmt_int, fmt_metric, fmt_pct, json_script_bytes, page_bytes
 from job.analysis.svg import Bar, bar_chart
-from job.analysis.taxonomy import failure_detail
+from job.analysis.taxonomy import step_details
 from job.analysis.tree import R, edges_svg, layout, node_class
 from job.journal import Journal, Node
 
@@ -43,18 +43,24 @@ CHUNK = 100
 _SUMMARY_MESSAGE = 180
 
 
-def render_journal_page(journal: Journal, *, header: Mapping[str, Any], report_name: str) -> bytes:
+def render_journal_page(
+    journal: Journal,
+    *,
+    header: Mapping[str, Any],
+    report_name: str,
+    details: Sequence[str | None] | None = None,
+) -> bytes:
     """The journal's page as one UTF-8 HTML document (see module doc).
 
     ``header`` is shown as a key/value list above the tree (None values are
     left out); its ``index_href`` entry, if any, links back to the index page.
     ``report_name`` is the file name of the text report beside the page.
+    ``details`` is :func:`~job.analysis.taxonomy.step_details` of the journal, when
+    the caller has it already.
     """
     nodes = journal.nodes
-    details = [
-        failure_detail(n.error.type, n.error.message, n.term_out) if n.error else None
-        for n in nodes
-    ]
+    if details is None:
+        details = step_details(journal)
     pos, children, width, height = layout(journal)
     title = (
         " — ".join(str(v) for v in (header.get("Task"), header.get("Experiment")) if v)

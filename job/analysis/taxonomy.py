@@ -21,6 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from job.journal import Journal
 
 #: How much of a step's terminal output is searched for clues (tracebacks are at the end).
 _TAIL_CHARS = 16 * 1024
@@ -101,6 +105,18 @@ def failure_detail(
     """
     found = classify(exc_type, message, term_out)
     return None if found is None else str(found)
+
+
+def step_details(journal: Journal) -> list[str | None]:
+    """:func:`failure_detail` of every step, by position (None for steps that did not raise).
+
+    Worked out once per journal: the journal page and the index entry both show
+    it, and classifying reads each failing step's output.
+    """
+    return [
+        failure_detail(n.error.type, n.error.message, n.term_out) if n.error else None
+        for n in journal.nodes
+    ]
 
 
 def detail_category(detail: str | None) -> str | None:
