@@ -28,7 +28,7 @@ from typing import Any
 from bench.contenders import CONTENDERS, DOWNLOADERS, environment
 from bench.dataset import Dataset, Params, prepare
 from bench.measure import run_measured
-from bench.report import contender_table, ratio, ratio_lines
+from bench.report import contender_table, paired_ratios, ratio, ratio_lines
 from bench.runner import MB, Series, alternate, run_one
 from job.locals3 import LocalS3
 
@@ -262,11 +262,16 @@ def compare(
     _say("\nratios of medians (lower is faster for the first name):")
     for line in lines:
         _say(line)
+    lines, spread = paired_ratios(results, parsed)
+    _say("ratios per round (contenders timed back to back; the spread is the machine's):")
+    for line in lines:
+        _say(line)
     return {
         "dataset": data.to_json(),
         "contenders": {n: s.to_json(data.extracted_bytes) for n, s in results.items()},
         "parse": {n: s.to_json(data.journal_bytes) for n, s in parsed.items()},
         "ratios": ratios,
+        "paired_ratios": spread,
     }
 
 

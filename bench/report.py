@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 from bench.runner import MB, Series
@@ -58,3 +59,51 @@ def ratio_lines(
     }
     lines = [f"  {k:<22} {_num(v, '{:.2f}x')}" for k, v in ratios.items()]
     return lines, ratios
+
+
+def paired_ratios(
+    results: dict[str, Series], parse: dict[str, Series]
+) -> tuple[list[str], dict[str, dict[str, float] | None]]:
+    """The same ratios round by round, between runs made next to each other.
+
+    This machine's speed drifts by more than some of the differences the bench
+    is asked about (a whole run of rounds can be 1.5x slower for CPU-heavy
+    contenders), so a ratio of medians alone can hide that its rounds disagree.
+    Each round's pair ran back to back; their spread shows what is the machine.
+    ``run/(old+old_parse)`` adds the baseline parse of the same round number
+    (its own section; it is a few percent of the old way).
+    """
+
+    def rounds(name: str, where: dict[str, Series]) -> list[float | None]:
+        series = where.get(name)
+        return [m.seconds if m.ok else None for m in series.runs] if series else []
+
+    old_total = [
+        a + b if a is not None and b is not None else None
+        for a, b in zip(rounds("old", results), rounds("old_parse", parse), strict=False)
+    ]
+    pairs = {
+        "download/pipeline": (rounds("download", results), rounds("pipeline", results)),
+        "download/floor": (rounds("download", results), rounds("floor", results)),
+        "run/(old+old_parse)": (rounds("run", results), old_total),
+        "parse/old_parse": (rounds("parse", parse), rounds("old_parse", parse)),
+    }
+    spread: dict[str, dict[str, float] | None] = {}
+    lines = []
+    for name, (a, b) in pairs.items():
+        values = [x / y for x, y in zip(a, b, strict=False) if x is not None and y]
+        if not values:
+            spread[name] = None
+            lines.append(f"  {name:<22} -")
+            continue
+        spread[name] = {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "rounds": len(values),
+        }
+        lines.append(
+            f"  {name:<22} {min(values):.2f}x .. {max(values):.2f}x, "
+            f"median {statistics.median(values):.2f}x ({len(values)} rounds)"
+        )
+    return lines, spread

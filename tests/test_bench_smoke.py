@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +54,13 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert report["dataset"]["archives"] == 3
     assert report["dataset"]["extracted_bytes"] > 0
     assert {"download/pipeline", "run/(download+parse)"} <= set(report["ratios"])
+    assert "ratios per round" in table
+    spread = report["paired_ratios"]["download/pipeline"]
+    assert spread["rounds"] == 1
+    assert spread["min"] == spread["median"] == spread["max"]
+    assert spread["median"] == pytest.approx(
+        report["contenders"]["download"]["median_s"] / report["contenders"]["pipeline"]["median_s"]
+    )
     assert report["config"]["bwlimit"] == "100M"
     assert not (tmp_path / "work").exists()  # the bench cleans up after itself
 
