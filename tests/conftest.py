@@ -95,3 +95,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests.support import ledger
 
     ledger.write(Path(__file__).resolve().parent.parent / "test-artifacts" / "reliability.json")
+
+
+@pytest.fixture
+def classify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Every failure classification from now on, by exception type (the call still happens)."""
+    import job.analysis.taxonomy as taxonomy
+
+    calls: list[str | None] = []
+    classify = taxonomy.classify
+
+    def counting(exc_type: str | None, *args: object) -> object:
+        calls.append(exc_type)
+        return classify(exc_type, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(taxonomy, "classify", counting)
+    return calls

@@ -371,6 +371,17 @@ def test_old_entries_are_completed_and_get_their_page(copy: Path) -> None:
     assert all((copy / "aide_journals" / journal_page_path(e["report"])).is_file() for e in ok)
 
 
+def test_backfill_classifies_each_failing_step_once(
+    copy: Path, classify_calls: list[str | None]
+) -> None:
+    """An old entry's extras and its new page share one classification per failing step."""
+    summary = build_site(copy, now=NOW)
+    ok = [e for e in entries(copy) if not e["error"]]
+    assert summary.entries_backfilled == summary.pages_written == len(ok)
+    assert summary.failures == len(csv_rows(copy)) > 0
+    assert len(classify_calls) == summary.failures
+
+
 def test_null_or_outdated_analysis_fields_are_recomputed(copy: Path) -> None:
     """Once IndexEntry has the fields, old entries carry them as null; they count as missing."""
     doc = json.loads((copy / "aide_journals" / "index.json").read_text())

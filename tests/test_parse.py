@@ -769,24 +769,14 @@ def test_a_20mb_journal_parses_within_a_small_multiple_of_its_size(tmp_path: Pat
 
 
 def test_each_failing_step_is_classified_once(
-    cfg: ParseConfig, monkeypatch: pytest.MonkeyPatch
+    cfg: ParseConfig, classify_calls: list[str | None]
 ) -> None:
     """The page and the index entry share one classification per failing step."""
-    import job.analysis.taxonomy as taxonomy
-
-    calls: list[str | None] = []
-    classify = taxonomy.classify
-
-    def counting(exc_type: str | None, *args: Any) -> Any:
-        calls.append(exc_type)
-        return classify(exc_type, *args)
-
-    monkeypatch.setattr(taxonomy, "classify", counting)
     doc = journal([failing(0, "KeyError", "'a'"), node(1), failing(2, "ValueError", "b")])
     write_journal(cfg.failed_runs_dir, run_path(), doc)
     summary, _ = run(cfg)
     assert summary.succeeded == 1
-    assert sorted(calls, key=str) == ["KeyError", "ValueError"]
+    assert sorted(classify_calls, key=str) == ["KeyError", "ValueError"]
     [entry] = index(cfg.output_dir).values()
     assert [f["detail"] for f in entry["failures"]] == ["missing key: 'a'", None]
     page = next(cfg.output_dir.rglob("*.html")).read_text()

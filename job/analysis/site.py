@@ -40,6 +40,7 @@ from job.analysis.extras import EXTRAS_VERSION, index_extras, journal_page_path,
 from job.analysis.index_page import render_index
 from job.analysis.journal_page import render_journal_page
 from job.analysis.runs import failed_runs_without_journal, find_run_groups, run_outcomes
+from job.analysis.taxonomy import step_details
 from job.atomic import atomic_write_bytes, atomic_write_text
 from job.errors import ItemError
 from job.index import index_files
@@ -216,13 +217,17 @@ def complete_entries(
         except ItemError as exc:
             warn(f"{journal_rel}: {exc.reason}; its failures are not counted")
             continue
-        entry.update(index_extras(journal, report=report))
+        details = step_details(journal)  # shared by the extras and the page
+        entry.update(index_extras(journal, report=report, details=details))
         completed += 1
         page_path = aide_dir / journal_page_path(report)
         if not page_path.is_file():
             layout = derive_layout(journal_rel)
             html = render_journal_page(
-                journal, header=page_header(layout), report_name=PurePosixPath(report).name
+                journal,
+                header=page_header(layout),
+                report_name=PurePosixPath(report).name,
+                details=details,
             )
             try:
                 atomic_write_bytes(page_path, html)
