@@ -1,13 +1,14 @@
 """Fetch one archive: GET, verify, decompress and extract into a temporary folder, publish.
 
 One attempt is all-or-nothing. Its folder is a hidden temporary sibling of the
-target; only after the body was verified (length and MD5) and every member was
-written does a rename make it visible. A failed attempt deletes its temporary
+target; only after the body was checked (its length, and gzip's CRC-32 over every
+decompressed byte) and every member was written does a rename make it visible. A failed attempt deletes its temporary
 folder; a retry starts from scratch with a new GET.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 import zlib
@@ -78,6 +79,19 @@ def _corrupt(exc: BaseException) -> ItemError | None:
     """The archive's own fault, said in one line; None for anything that is not gzip's."""
     if isinstance(exc, EOFError):
         return ItemError("archive is truncated: the gzip stream ends early")
+    if isinstance(exc, gzip.BadGzipFile):
+        text = str(exc)
+        if text.startswith("CRC check failed"):
+            return ItemError(
+                "corrupt gzip data: the CRC-32 in its trailer does not match the data "
+                "(damaged in the bucket or in transit; re-upload it if a re-run fails again)"
+            )
+        if text.startswith("Incorrect length"):
+            return ItemError(
+                "corrupt gzip data: the length in its trailer does not match the data "
+                "(damaged in the bucket or in transit; re-upload it if a re-run fails again)"
+            )
+        return ItemError(f"not a gzip file: {text}")
     if isinstance(exc, OSError) and "gzip" in str(exc).lower():
         return ItemError(f"not a gzip file: {exc}")
     if isinstance(exc, zlib.error | _isal_error):
@@ -169,7 +183,7 @@ class Fetcher:
                 stack.callback(body.close)
                 etag = normalise_etag(response.get("ETag"))
                 reader = VerifyingReader(
-                    body, content_length=response.get("ContentLength"), etag=etag, tee=tee
+                    body, content_length=response.get("ContentLength"), tee=tee
                 )
                 try:
                     source = TarSource(open_decompressed(reader))

@@ -29,7 +29,7 @@ from tenacity import (
 from job.config import RetrySettings
 from job.errors import ItemError
 from job.signals import stop_requested, wait_for_stop
-from job.transfer import ChecksumMismatch, ShortBody
+from job.transfer import ShortBody
 
 THROTTLE_CODES = frozenset(
     {
@@ -60,7 +60,6 @@ _TRANSPORT = (
     socket.timeout,
     TimeoutError,
     ShortBody,
-    ChecksumMismatch,
 )
 
 

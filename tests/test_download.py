@@ -229,6 +229,36 @@ def test_corrupt_archives_fail_once_without_retry(s3, bucket, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json"]
 
 
+def test_a_byte_changed_anywhere_in_the_body_fails_the_archive(s3, bucket, tmp_path):
+    """Content integrity rests on gzip's CRC-32 and length (no MD5 of the body, see transfer.py).
+
+    Random content makes deflate store it as is, so each change below alters the
+    data itself rather than only breaking the deflate structure; the last two hit
+    the trailer's CRC-32 and length fields.
+    """
+    import random
+
+    good = tar_gz({"G/a": random.Random(6).randbytes(200_000), "G/b": b"tail"})
+    positions = {
+        "early": 40,
+        "middle": len(good) // 2,
+        "crc": len(good) - 7,
+        "isize": len(good) - 2,
+    }
+    for name, at in positions.items():
+        changed = good[:at] + bytes([good[at] ^ 0x01]) + good[at + 1 :]
+        put(s3, bucket, f"failed_runs/{name}.tar.gz", changed)
+    put(s3, bucket, "failed_runs/good.tar.gz", good)
+    with capture_logs() as logs:
+        summary = run_download(config(bucket, tmp_path / "out"))
+    reasons = {e["key"]: e.get("error") for e in logs if e["event"] == "download.archive"}
+    assert summary.failed == len(positions), reasons
+    assert reasons["failed_runs/good.tar.gz"] is None
+    for name in positions:
+        assert reasons[f"failed_runs/{name}.tar.gz"].startswith("corrupt gzip data: "), name
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good", "manifest.json"]
+
+
 def test_bomb_is_stopped_by_the_limits(s3, bucket, tmp_path):
     put(s3, bucket, "failed_runs/big.tar.gz", tar_gz({"G/zeros": bytes(5_000_000)}))
     many = {f"G/f{i}": b"" for i in range(50)}

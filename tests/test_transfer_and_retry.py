@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 
 import botocore.exceptions as bce
@@ -10,38 +9,33 @@ import pytest
 
 from job.progress import Progress
 from job.retrying import diagnose
-from job.transfer import ChecksumMismatch, ShortBody, VerifyingReader, plain_md5
+from job.transfer import ShortBody, VerifyingReader
 
 DATA = b"archive bytes " * 1000
 
 
-def reader(data: bytes, *, length: int | None, etag: str | None) -> VerifyingReader:
-    return VerifyingReader(io.BytesIO(data), content_length=length, etag=etag)
+def reader(data: bytes, *, length: int | None, tee: io.BytesIO | None = None) -> VerifyingReader:
+    return VerifyingReader(io.BytesIO(data), content_length=length, tee=tee)
 
 
-def test_whole_body_with_matching_md5_passes():
-    r = reader(DATA, length=len(DATA), etag=f'"{hashlib.md5(DATA).hexdigest()}"')
+def test_whole_body_passes_and_is_counted_and_teed():
+    kept = io.BytesIO()
+    r = reader(DATA, length=len(DATA), tee=kept)
     assert r.read(100) == DATA[:100]
     r.finish()
     assert r.received == len(DATA)
+    assert kept.getvalue() == DATA
 
 
-def test_md5_mismatch_is_detected():
-    corrupt = DATA[:10] + b"X" + DATA[11:]
-    r = reader(corrupt, length=len(DATA), etag=hashlib.md5(DATA).hexdigest())
-    with pytest.raises(ChecksumMismatch):
+def test_body_longer_than_content_length_is_a_retryable_short_body():
+    r = reader(DATA, length=len(DATA) - 1)
+    with pytest.raises(ShortBody):
         r.finish()
     assert diagnose(r.transport_error).retryable
 
 
-def test_multipart_etag_is_not_an_md5_and_is_not_checked():
-    assert plain_md5('"0123456789abcdef0123456789abcdef-3"') is None
-    r = reader(DATA, length=len(DATA), etag='"0123456789abcdef0123456789abcdef-3"')
-    r.finish()  # no checksum to compare: no error
-
-
 def test_body_shorter_than_content_length_is_a_retryable_short_body():
-    r = reader(DATA[:500], length=len(DATA), etag=None)
+    r = reader(DATA[:500], length=len(DATA))
     with pytest.raises(ShortBody):
         r.finish()
     assert diagnose(r.transport_error).retryable
