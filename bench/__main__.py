@@ -28,7 +28,14 @@ from typing import Any
 from bench.contenders import CONTENDERS, DOWNLOADERS, environment
 from bench.dataset import Dataset, Params, prepare
 from bench.measure import run_measured
-from bench.report import contender_table, paired_ratios, ratio, ratio_lines
+from bench.report import (
+    contender_table,
+    cpu_bounds,
+    paired_ratios,
+    ratio,
+    ratio_lines,
+    usable_cpus,
+)
 from bench.runner import MB, Series, alternate, run_one
 from job.locals3 import LocalS3
 
@@ -154,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {
             "cpus": os.cpu_count(),
+            "usable_cpus": usable_cpus(),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
@@ -266,12 +274,17 @@ def compare(
     _say("ratios per round (contenders timed back to back; the spread is the machine's):")
     for line in lines:
         _say(line)
+    lines, bounds = cpu_bounds(results, parsed)
+    _say(f"best ratios the job's CPU allows on {usable_cpus()} cores (its CPU s / cores):")
+    for line in lines:
+        _say(line)
     return {
         "dataset": data.to_json(),
         "contenders": {n: s.to_json(data.extracted_bytes) for n, s in results.items()},
         "parse": {n: s.to_json(data.journal_bytes) for n, s in parsed.items()},
         "ratios": ratios,
         "paired_ratios": spread,
+        "cpu_bounds": bounds,
     }
 
 

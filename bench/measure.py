@@ -1,4 +1,10 @@
-"""Run one command and measure it: wall time, peak RSS of the process tree, exit status.
+"""Run one command and measure it: wall time, CPU time, peak RSS of the process tree, exit status.
+
+CPU time (``cpu_seconds``: user + system) is the tree's, from ``os.wait4``: every
+descendant a process waited for is rolled into its parent's usage, so ``tar``
+children, ``aws`` processes and parse workers all count. The loopback S3 server
+is not in the tree and is not counted. On a machine with N cores, CPU / N is a
+lower bound on the wall time of a contender that is bound by CPU.
 
 Two memory numbers, because contenders differ in shape (one Python process with
 threads vs. a shell fanning out to dozens of ``aws`` / ``tar`` processes):
@@ -35,6 +41,7 @@ class Measurement:
     exit_status: int
     rss_max_mb: float
     rss_sum_mb: float
+    cpu_seconds: float = 0.0
     ok: bool = True
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -138,6 +145,7 @@ def run_measured(
         exit_status=code,
         rss_max_mb=rss_max / 2**20,
         rss_sum_mb=max(sampler.peak_sum, rss_max) / 2**20,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         ok=code == 0 and not timed_out,
         error=error,
     )

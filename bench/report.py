@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Sequence
 
@@ -16,46 +17,70 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def contender_table(
     series: Sequence[Series], volume_bytes: int, volume_label: str = "MB/s extr"
 ) -> str:
-    head = f"{'contender':<10} {'median s':>9} {'min s':>8} {volume_label:>10} {'max RSS MB':>11} {'sum RSS MB':>11}  status"
+    """One row per contender; ``CPU s`` is the process tree's user+system time (median).
+
+    ``CPU/cores`` divides it by this machine's cores: no schedule can finish a
+    CPU-bound contender faster, so a target below it cannot be met by overlap or
+    parallelism, only by doing less work.
+    """
+    cores = usable_cpus()
+    cpu_label = f"CPU/{cores}"
+    head = (
+        f"{'contender':<10} {'median s':>9} {'min s':>8} {volume_label:>10} {'CPU s':>6} "
+        f"{cpu_label:>6} {'max RSS MB':>11} {'sum RSS MB':>11}  status"
+    )
     lines = [head, "-" * len(head)]
     for s in series:
         median = s.median
+        cpu = s.cpu_median
         rate = volume_bytes / MB / median if median else None
         status = "ok" if s.ok else ("FAILED: " + (s.errors[0].splitlines()[0] if s.errors else "?"))
         if not s.ok and s.good:
             status = f"{len(s.good)}/{len(s.runs)} ok: " + s.errors[0].splitlines()[0]
         lines.append(
             f"{s.name:<10} {_num(median):>9} {_num(s.best):>8} {_num(rate, '{:.1f}'):>10} "
+            f"{_num(cpu):>6} {_num(cpu / cores if cpu is not None else None):>6} "
             f"{_num(s.rss_max_mb, '{:.0f}'):>11} {_num(s.rss_sum_mb, '{:.0f}'):>11}  {status}"
         )
     return "\n".join(lines)
+
+
+def _med(name: str, where: dict[str, Series]) -> float | None:
+    return where[name].median if name in where else None
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    return a + b if a is not None and b is not None else None
+
+
+def _old_total(results: dict[str, Series], parse: dict[str, Series]) -> float | None:
+    """The old way end to end: its download's median plus the baseline parse's."""
+    return _sum(_med("old", results), _med("old_parse", parse))
 
 
 def ratio_lines(
     results: dict[str, Series], parse: dict[str, Series]
 ) -> tuple[list[str], dict[str, float | None]]:
     """The headline ratios: job vs plain tools, and run vs the old way end to end."""
-
-    def med(name: str, where: dict[str, Series]) -> float | None:
-        return where[name].median if name in where else None
-
-    old_total = None
-    if med("old", results) is not None and med("old_parse", parse) is not None:
-        old_total = med("old", results) + med("old_parse", parse)  # type: ignore[operator]
-    apart = None  # download, then a separate parse: what `run` overlaps
-    if med("download", results) is not None and med("parse", parse) is not None:
-        apart = med("download", results) + med("parse", parse)  # type: ignore[operator]
+    apart = _sum(_med("download", results), _med("parse", parse))  # what `run` overlaps
     ratios = {
-        "download/pipeline": ratio(med("download", results), med("pipeline", results)),
-        "download/old": ratio(med("download", results), med("old", results)),
-        "pipeline/old": ratio(med("pipeline", results), med("old", results)),
-        "download/floor": ratio(med("download", results), med("floor", results)),
-        "run/(old+old_parse)": ratio(med("run", results), old_total),
-        "parse/old_parse": ratio(med("parse", parse), med("old_parse", parse)),
-        "run/(download+parse)": ratio(med("run", results), apart),
+        "download/pipeline": ratio(_med("download", results), _med("pipeline", results)),
+        "download/old": ratio(_med("download", results), _med("old", results)),
+        "pipeline/old": ratio(_med("pipeline", results), _med("old", results)),
+        "download/floor": ratio(_med("download", results), _med("floor", results)),
+        "run/(old+old_parse)": ratio(_med("run", results), _old_total(results, parse)),
+        "parse/old_parse": ratio(_med("parse", parse), _med("old_parse", parse)),
+        "run/(download+parse)": ratio(_med("run", results), apart),
     }
     lines = [f"  {k:<22} {_num(v, '{:.2f}x')}" for k, v in ratios.items()]
     return lines, ratios
@@ -78,14 +103,13 @@ def paired_ratios(
         series = where.get(name)
         return [m.seconds if m.ok else None for m in series.runs] if series else []
 
-    old_total = [
-        a + b if a is not None and b is not None else None
-        for a, b in zip(rounds("old", results), rounds("old_parse", parse), strict=False)
+    old_rounds = [
+        _sum(a, b) for a, b in zip(rounds("old", results), rounds("old_parse", parse), strict=False)
     ]
     pairs = {
         "download/pipeline": (rounds("download", results), rounds("pipeline", results)),
         "download/floor": (rounds("download", results), rounds("floor", results)),
-        "run/(old+old_parse)": (rounds("run", results), old_total),
+        "run/(old+old_parse)": (rounds("run", results), old_rounds),
         "parse/old_parse": (rounds("parse", parse), rounds("old_parse", parse)),
     }
     spread: dict[str, dict[str, float] | None] = {}
@@ -107,3 +131,27 @@ def paired_ratios(
             f"median {statistics.median(values):.2f}x ({len(values)} rounds)"
         )
     return lines, spread
+
+
+def cpu_bounds(
+    results: dict[str, Series], parse: dict[str, Series]
+) -> tuple[list[str], dict[str, float | None]]:
+    """The headline ratios as the job's CPU allows them at best: its CPU / cores over the other.
+
+    A contender cannot finish before its CPU time divided by the cores, so if a
+    bound is above a target, no overlap or parallelism meets the target; only
+    less work per byte does. The other side keeps its measured median.
+    """
+    cores = usable_cpus()
+
+    def floor(name: str, where: dict[str, Series]) -> float | None:
+        cpu = where[name].cpu_median if name in where else None
+        return cpu / cores if cpu is not None else None
+
+    bounds = {
+        "download/pipeline": ratio(floor("download", results), _med("pipeline", results)),
+        "run/(old+old_parse)": ratio(floor("run", results), _old_total(results, parse)),
+        "parse/old_parse": ratio(floor("parse", parse), _med("old_parse", parse)),
+    }
+    lines = [f"  {k:<22} >= {_num(v, '{:.2f}x')}" for k, v in bounds.items()]
+    return lines, bounds

@@ -48,6 +48,10 @@ class Series:
         return min(m.seconds for m in self.good) if self.good else None
 
     @property
+    def cpu_median(self) -> float | None:
+        return statistics.median(m.cpu_seconds for m in self.good) if self.good else None
+
+    @property
     def rss_max_mb(self) -> float | None:
         return max(m.rss_max_mb for m in self.good) if self.good else None
 
@@ -67,6 +71,7 @@ class Series:
             "median_s": median,
             "min_s": self.best,
             "mb_per_s": (volume_bytes / MB / median) if volume_bytes and median else None,
+            "cpu_median_s": self.cpu_median,
             "rss_max_single_mb": self.rss_max_mb,
             "rss_sum_mb": self.rss_sum_mb,
             "errors": self.errors,

@@ -46,6 +46,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert series["runs"], name
         for run in series["runs"]:
             assert {"seconds", "exit_status", "rss_max_mb", "rss_sum_mb", "ok", "error"} <= set(run)
+            assert run["cpu_seconds"] > 0, (name, run)  # the tree's, children included
     # the plain-tools contenders need nothing from the job, so they must work
     for name in ("old", "pipeline", "floor"):
         assert report["contenders"][name]["ok"], report["contenders"][name]["errors"]
@@ -60,6 +61,15 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert spread["min"] == spread["median"] == spread["max"]
     assert spread["median"] == pytest.approx(
         report["contenders"]["download"]["median_s"] / report["contenders"]["pipeline"]["median_s"]
+    )
+    # The CPU bound: the job's CPU over this machine's cores, against the other's median.
+    assert "CPU s" in table
+    assert "best ratios the job's CPU allows" in table
+    download = report["contenders"]["download"]
+    assert report["cpu_bounds"]["download/pipeline"] == pytest.approx(
+        download["cpu_median_s"]
+        / report["machine"]["usable_cpus"]
+        / report["contenders"]["pipeline"]["median_s"]
     )
     assert report["config"]["bwlimit"] == "100M"
     assert not (tmp_path / "work").exists()  # the bench cleans up after itself
