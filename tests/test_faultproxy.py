@@ -128,6 +128,20 @@ def _no_leaked_threads() -> Iterator[None]:
     assert _proxy_threads() == []
 
 
+def test_a_seed_faults_the_same_objects_and_pages_in_any_bucket():
+    # Test buckets are numbered in the order tests run; a pattern that followed the
+    # bucket's name changed whenever a test was added before a fault test.
+    policy = FaultPolicy(seed=5, rate=0.5, first_attempts=3)
+    targets = [f"failed_runs/G{n:03d}.tar.gz" for n in range(20)]
+    targets += ["?list-type=2&prefix=failed_runs%2F", "?list-type=2&continuation-token=abc"]
+    separator = {t: "" if t.startswith("?") else "/" for t in targets}
+    here = {t: policy.schedule("GET", f"/bucket-1{separator[t]}{t}", 3) for t in targets}
+    there = {t: policy.schedule("GET", f"/bucket-97{separator[t]}{t}", 3) for t in targets}
+    assert here == there
+    faulted = [t for t, plan in here.items() if any(plan)]
+    assert 0 < len(faulted) < len(targets)  # a real pattern, neither nothing nor everything
+
+
 # -- transparency ----------------------------------------------------------------------
 
 
@@ -402,8 +416,6 @@ def test_first_attempt_faults_clear_on_retry(
 
 @pytest.mark.timeout(120)
 def test_a_run_with_most_first_attempts_faulted_still_finishes(s3_server: LocalS3, s3: Any) -> None:
-    # A fixed bucket name: paths feed the policy, so a per-session counter in the name
-    # would make the fault pattern depend on which tests ran before.
     bucket = "faultproxy-night"
     s3_server.create_bucket(bucket)
     rng = random.Random(7)

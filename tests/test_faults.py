@@ -42,8 +42,11 @@ def config(bucket: str, out: Path, endpoint: str, **kw: object) -> DownloadConfi
     )
 
 
-# One seed in CI; the soak runs many (see docs/RELIABILITY.md).
-FAULT_SEEDS = [int(x) for x in os.environ.get("FAULT_SEEDS", "11").split(",")]
+# One seed in CI; the soak runs many (see docs/RELIABILITY.md). The CI seed is one
+# whose pattern hits every fault kind on this test's twelve keys (the policy draws
+# from the key, not the bucket's name, so that holds whatever ran before).
+CI_SEED = 12
+FAULT_SEEDS = [int(x) for x in os.environ.get("FAULT_SEEDS", str(CI_SEED)).split(",")]
 
 
 @pytest.mark.parametrize("fault_seed", FAULT_SEEDS)
@@ -62,7 +65,7 @@ def test_faults_on_most_first_attempts_still_give_the_fault_free_output(
     assert proxy.errors == []
     injected = [e for e in proxy.events if e["fault"]]
     kinds = {e["fault"] for e in injected}
-    if fault_seed == 11:  # the CI seed is known to hit every kind
+    if fault_seed == CI_SEED:
         assert kinds == {"slowdown", "internal", "stall", "truncate", "reset"}, kinds
     ledger.add("faults_injected", len(injected))
     ledger.add("faults_survived", len(injected) if summary.failed == 0 else 0)
@@ -76,7 +79,7 @@ def test_faults_on_most_first_attempts_still_give_the_fault_free_output(
     causes = " ".join(e["cause"] for e in retries)
     for fragment in (
         ()
-        if fault_seed != 11
+        if fault_seed != CI_SEED
         else (
             "SlowDown",
             "InternalError",

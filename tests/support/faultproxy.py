@@ -100,6 +100,18 @@ def object_key(path: str) -> str:
     return parts[1] if len(parts) == 2 else ""
 
 
+def _within_bucket(path: str) -> str:
+    """The request target without its bucket: ``/bucket-7/a.tar.gz?x`` -> ``a.tar.gz?x``.
+
+    Decisions are drawn from this, so a seed faults the same objects and listing
+    pages whatever the test's bucket is called (test buckets are numbered in the
+    order tests run, so a path-based draw changed when a test was added).
+    """
+    rest = path.lstrip("/")
+    cuts = [i for i in (rest.find("/"), rest.find("?")) if i >= 0]
+    return rest[min(cuts) :].lstrip("/") if cuts else ""
+
+
 @dataclass(frozen=True)
 class FaultPolicy:
     """Seeded, replayable decision of which request gets which fault.
@@ -154,7 +166,7 @@ class FaultPolicy:
         if method.upper() not in self.methods:
             return None
         key = object_key(path)
-        draw, pick = self._draws(method.upper(), path, attempt)
+        draw, pick = self._draws(method.upper(), _within_bucket(path), attempt)
         if key in self.persistent_keys:
             return self.kinds[pick % len(self.kinds)]
         if not self._key_selected(key):
@@ -190,10 +202,10 @@ class FaultPolicy:
             return re.search(self.key_filter, key) is not None
         return bool(self.key_filter(key))
 
-    def _draws(self, method: str, path: str, attempt: int) -> tuple[float, int]:
+    def _draws(self, method: str, target: str, attempt: int) -> tuple[float, int]:
         # A cryptographic hash rather than random.Random(hash(...)): hash() of str is
         # salted per process, and we need the same answer in every process.
-        material = f"{self.seed}\0{method}\0{path}\0{attempt}".encode()
+        material = f"{self.seed}\0{method}\0{target}\0{attempt}".encode()
         digest = hashlib.blake2b(material, digest_size=16).digest()
         draw = int.from_bytes(digest[:8], "big") / 2.0**64
         pick = int.from_bytes(digest[8:], "big")
