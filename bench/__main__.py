@@ -275,7 +275,9 @@ def compare(
     for line in lines:
         _say(line)
     lines, bounds = cpu_bounds(results, parsed)
-    _say(f"best ratios the job's CPU allows on {usable_cpus()} cores (its CPU s / cores):")
+    _say(
+        f"best ratios the job's CPU allows on {usable_cpus()} cores (its CPU s / cores, per round):"
+    )
     for line in lines:
         _say(line)
     return {

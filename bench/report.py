@@ -86,32 +86,26 @@ def ratio_lines(
     return lines, ratios
 
 
-def paired_ratios(
-    results: dict[str, Series], parse: dict[str, Series]
+def _rounds(name: str, where: dict[str, Series], cores: int | None = None) -> list[float | None]:
+    """Each round's seconds of ``name``, or its CPU seconds / ``cores``; None for a failed run."""
+    series = where.get(name)
+    if series is None:
+        return []
+    if cores is None:
+        return [m.seconds if m.ok else None for m in series.runs]
+    return [m.cpu_seconds / cores if m.ok else None for m in series.runs]
+
+
+def _old_rounds(results: dict[str, Series], parse: dict[str, Series]) -> list[float | None]:
+    # The baseline parse of the same round number: its own section, a few percent of the old way.
+    old, old_parse = _rounds("old", results), _rounds("old_parse", parse)
+    return [_sum(a, b) for a, b in zip(old, old_parse, strict=False)]
+
+
+def _spread(
+    pairs: dict[str, tuple[list[float | None], list[float | None]]], prefix: str = ""
 ) -> tuple[list[str], dict[str, dict[str, float] | None]]:
-    """The same ratios round by round, between runs made next to each other.
-
-    This machine's speed drifts by more than some of the differences the bench
-    is asked about (a whole run of rounds can be 1.5x slower for CPU-heavy
-    contenders), so a ratio of medians alone can hide that its rounds disagree.
-    Each round's pair ran back to back; their spread shows what is the machine.
-    ``run/(old+old_parse)`` adds the baseline parse of the same round number
-    (its own section; it is a few percent of the old way).
-    """
-
-    def rounds(name: str, where: dict[str, Series]) -> list[float | None]:
-        series = where.get(name)
-        return [m.seconds if m.ok else None for m in series.runs] if series else []
-
-    old_rounds = [
-        _sum(a, b) for a, b in zip(rounds("old", results), rounds("old_parse", parse), strict=False)
-    ]
-    pairs = {
-        "download/pipeline": (rounds("download", results), rounds("pipeline", results)),
-        "download/floor": (rounds("download", results), rounds("floor", results)),
-        "run/(old+old_parse)": (rounds("run", results), old_rounds),
-        "parse/old_parse": (rounds("parse", parse), rounds("old_parse", parse)),
-    }
+    """Per name, the round-by-round ratios a/b as lowest .. highest and median."""
     spread: dict[str, dict[str, float] | None] = {}
     lines = []
     for name, (a, b) in pairs.items():
@@ -127,31 +121,53 @@ def paired_ratios(
             "rounds": len(values),
         }
         lines.append(
-            f"  {name:<22} {min(values):.2f}x .. {max(values):.2f}x, "
+            f"  {name:<22} {prefix}{min(values):.2f}x .. {max(values):.2f}x, "
             f"median {statistics.median(values):.2f}x ({len(values)} rounds)"
         )
     return lines, spread
 
 
+def paired_ratios(
+    results: dict[str, Series], parse: dict[str, Series]
+) -> tuple[list[str], dict[str, dict[str, float] | None]]:
+    """The same ratios round by round, between runs made next to each other.
+
+    This machine's speed drifts by more than some of the differences the bench
+    is asked about (a whole run of rounds can be 1.5x slower for CPU-heavy
+    contenders), so a ratio of medians alone can hide that its rounds disagree.
+    Each round's pair ran back to back; their spread shows what is the machine.
+    """
+    return _spread(
+        {
+            "download/pipeline": (_rounds("download", results), _rounds("pipeline", results)),
+            "download/floor": (_rounds("download", results), _rounds("floor", results)),
+            "run/(old+old_parse)": (_rounds("run", results), _old_rounds(results, parse)),
+            "parse/old_parse": (_rounds("parse", parse), _rounds("old_parse", parse)),
+        }
+    )
+
+
 def cpu_bounds(
     results: dict[str, Series], parse: dict[str, Series]
-) -> tuple[list[str], dict[str, float | None]]:
-    """The headline ratios as the job's CPU allows them at best: its CPU / cores over the other.
+) -> tuple[list[str], dict[str, dict[str, float] | None]]:
+    """The headline ratios as the job's CPU allows them at best, round by round.
 
-    A contender cannot finish before its CPU time divided by the cores, so if a
-    bound is above a target, no overlap or parallelism meets the target; only
-    less work per byte does. The other side keeps its measured median.
+    A contender cannot finish before its CPU time divided by the cores, so each
+    round's job CPU / cores over the other side's time in that round is the best
+    ratio that round's work could give. When even the lowest round's bound is
+    above a target, no overlap or parallelism meets it on this machine; only
+    less CPU per byte does. Per round, because this machine's slow stretches
+    inflate CPU time as well as wall time.
     """
     cores = usable_cpus()
-
-    def floor(name: str, where: dict[str, Series]) -> float | None:
-        cpu = where[name].cpu_median if name in where else None
-        return cpu / cores if cpu is not None else None
-
-    bounds = {
-        "download/pipeline": ratio(floor("download", results), _med("pipeline", results)),
-        "run/(old+old_parse)": ratio(floor("run", results), _old_total(results, parse)),
-        "parse/old_parse": ratio(floor("parse", parse), _med("old_parse", parse)),
-    }
-    lines = [f"  {k:<22} >= {_num(v, '{:.2f}x')}" for k, v in bounds.items()]
-    return lines, bounds
+    return _spread(
+        {
+            "download/pipeline": (
+                _rounds("download", results, cores),
+                _rounds("pipeline", results),
+            ),
+            "run/(old+old_parse)": (_rounds("run", results, cores), _old_rounds(results, parse)),
+            "parse/old_parse": (_rounds("parse", parse, cores), _rounds("old_parse", parse)),
+        },
+        prefix=">= ",
+    )
