@@ -2,8 +2,9 @@
 
 One attempt is all-or-nothing. Its folder is a hidden temporary sibling of the
 target; only after the body was checked (its length, and gzip's CRC-32 over every
-decompressed byte) and every member was written does a rename make it visible. A failed attempt deletes its temporary
-folder; a retry starts from scratch with a new GET.
+decompressed byte) and every member was written does a rename make it visible. A
+failed attempt deletes its temporary folder; a retry starts from scratch with a
+new GET.
 """
 
 from __future__ import annotations
@@ -75,20 +76,20 @@ class InFlight:
             remove_tree(path)
 
 
+#: gzip's messages for a trailer that disagrees with the data -> the field that did.
+_TRAILER_CHECKS = {"CRC check failed": "CRC-32", "Incorrect length": "length"}
+
+
 def _corrupt(exc: BaseException) -> ItemError | None:
     """The archive's own fault, said in one line; None for anything that is not gzip's."""
     if isinstance(exc, EOFError):
         return ItemError("archive is truncated: the gzip stream ends early")
     if isinstance(exc, gzip.BadGzipFile):
         text = str(exc)
-        if text.startswith("CRC check failed"):
+        field = next((f for start, f in _TRAILER_CHECKS.items() if text.startswith(start)), None)
+        if field is not None:
             return ItemError(
-                "corrupt gzip data: the CRC-32 in its trailer does not match the data "
-                "(damaged in the bucket or in transit; re-upload it if a re-run fails again)"
-            )
-        if text.startswith("Incorrect length"):
-            return ItemError(
-                "corrupt gzip data: the length in its trailer does not match the data "
+                f"corrupt gzip data: the {field} in its trailer does not match the data "
                 "(damaged in the bucket or in transit; re-upload it if a re-run fails again)"
             )
         return ItemError(f"not a gzip file: {text}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from dataclasses import replace
@@ -236,8 +237,6 @@ def test_a_byte_changed_anywhere_in_the_body_fails_the_archive(s3, bucket, tmp_p
     data itself rather than only breaking the deflate structure; the last two hit
     the trailer's CRC-32 and length fields.
     """
-    import random
-
     good = tar_gz({"G/a": random.Random(6).randbytes(200_000), "G/b": b"tail"})
     positions = {
         "early": 40,
@@ -256,6 +255,9 @@ def test_a_byte_changed_anywhere_in_the_body_fails_the_archive(s3, bucket, tmp_p
     assert reasons["failed_runs/good.tar.gz"] is None
     for name in positions:
         assert reasons[f"failed_runs/{name}.tar.gz"].startswith("corrupt gzip data: "), name
+    assert "the CRC-32 in its trailer" in reasons["failed_runs/middle.tar.gz"]
+    assert "the CRC-32 in its trailer" in reasons["failed_runs/crc.tar.gz"]
+    assert "the length in its trailer" in reasons["failed_runs/isize.tar.gz"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good", "manifest.json"]
 
 
