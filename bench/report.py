@@ -63,22 +63,18 @@ def _sum(a: float | None, b: float | None) -> float | None:
     return a + b if a is not None and b is not None else None
 
 
-def _old_total(results: dict[str, Series], parse: dict[str, Series]) -> float | None:
-    """The old way end to end: its download's median plus the baseline parse's."""
-    return _sum(_med("old", results), _med("old_parse", parse))
-
-
 def ratio_lines(
     results: dict[str, Series], parse: dict[str, Series]
 ) -> tuple[list[str], dict[str, float | None]]:
     """The headline ratios: job vs plain tools, and run vs the old way end to end."""
     apart = _sum(_med("download", results), _med("parse", parse))  # what `run` overlaps
+    old_total = _sum(_med("old", results), _med("old_parse", parse))  # the old way end to end
     ratios = {
         "download/pipeline": ratio(_med("download", results), _med("pipeline", results)),
         "download/old": ratio(_med("download", results), _med("old", results)),
         "pipeline/old": ratio(_med("pipeline", results), _med("old", results)),
         "download/floor": ratio(_med("download", results), _med("floor", results)),
-        "run/(old+old_parse)": ratio(_med("run", results), _old_total(results, parse)),
+        "run/(old+old_parse)": ratio(_med("run", results), old_total),
         "parse/old_parse": ratio(_med("parse", parse), _med("old_parse", parse)),
         "run/(download+parse)": ratio(_med("run", results), apart),
     }
