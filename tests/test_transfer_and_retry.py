@@ -27,7 +27,7 @@ def test_whole_body_passes_and_is_counted_and_teed():
     assert kept.getvalue() == DATA
 
 
-def test_body_longer_than_content_length_is_a_retryable_short_body():
+def test_body_longer_than_content_length_is_a_retryable_length_mismatch():
     r = reader(DATA, length=len(DATA) - 1)
     with pytest.raises(ShortBody):
         r.finish()

@@ -90,26 +90,30 @@ _HOP_BY_HOP: Final = frozenset(
 _REQUEST_DROP: Final = frozenset({"expect"})
 
 
-def object_key(path: str) -> str:
-    """The S3 object key of a path-style request path: ``/bucket/a/b.tar.gz`` -> ``a/b.tar.gz``.
+def within_bucket(path: str) -> str:
+    """A path-style request target without its bucket: ``/bucket-7/a.tar.gz?x`` -> ``a.tar.gz?x``.
 
-    Bucket-level requests (``/bucket``, listings) have the empty key. The proxy assumes
-    path-style addressing, which is what botocore uses for an ``http://127.0.0.1`` endpoint.
-    """
-    parts = path.lstrip("/").split("/", 1)
-    return parts[1] if len(parts) == 2 else ""
-
-
-def _within_bucket(path: str) -> str:
-    """The request target without its bucket: ``/bucket-7/a.tar.gz?x`` -> ``a.tar.gz?x``.
-
-    Decisions are drawn from this, so a seed faults the same objects and listing
-    pages whatever the test's bucket is called (test buckets are numbered in the
-    order tests run, so a path-based draw changed when a test was added).
+    Listings keep their query (``/bucket-7?list-type=2`` -> ``?list-type=2``). The
+    proxy assumes path-style addressing, which is what botocore uses for an
+    ``http://127.0.0.1`` endpoint. Fault decisions are drawn from this, so a seed
+    faults the same objects and listing pages whatever the test's bucket is called
+    (test buckets are numbered in the order tests run).
     """
     rest = path.lstrip("/")
     cuts = [i for i in (rest.find("/"), rest.find("?")) if i >= 0]
-    return rest[min(cuts) :].lstrip("/") if cuts else ""
+    if not cuts:
+        return ""
+    cut = min(cuts)
+    return rest[cut + 1 :] if rest[cut] == "/" else rest[cut:]
+
+
+def object_key(path: str) -> str:
+    """The S3 object key of a request: ``/bucket/a/b.tar.gz`` -> ``a/b.tar.gz``.
+
+    Bucket-level requests (``/bucket``, listings) have the empty key.
+    """
+    target = within_bucket(path)
+    return "" if target.startswith("?") else target
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,7 @@ class FaultPolicy:
         if method.upper() not in self.methods:
             return None
         key = object_key(path)
-        draw, pick = self._draws(method.upper(), _within_bucket(path), attempt)
+        draw, pick = self._draws(method.upper(), within_bucket(path), attempt)
         if key in self.persistent_keys:
             return self.kinds[pick % len(self.kinds)]
         if not self._key_selected(key):
