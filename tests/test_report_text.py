@@ -130,8 +130,12 @@ def test_error_details_lay_out_every_field() -> None:
         ]
     )
     report = render(doc)
-    first = report[report.index("Error details", report.index("\nStep 0\n")) :]
-    assert first.startswith(
+
+    def details_of(step: int) -> str:
+        """The report from this step's "Error details" on."""
+        return report[report.index("Error details", report.index(f"\nStep {step}\n")) :]
+
+    assert details_of(0).startswith(
         "Error details\n"
         "    Type              ValueError\n"
         "    Message           bad\tvalue\n"
@@ -143,8 +147,7 @@ def test_error_details_lay_out_every_field() -> None:
         "            fit()\n"
         "        /lib/x.py:? in ?\n\n"
     )
-    second = report[report.index("Error details", report.index("\nStep 1\n")) :]
-    assert second.startswith(
+    assert details_of(1).startswith(
         "Error details\n"
         "    Type              KeyError\n"
         "    Message           none\n"
