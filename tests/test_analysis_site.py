@@ -26,7 +26,13 @@ import pytest
 
 from job.analysis import build_site, index_extras, render_journal_page
 from job.analysis import site as site_module
-from job.analysis.collect import FailureRow, main_cause, time_buckets
+from job.analysis.collect import (
+    NO_ERROR_FOUND,
+    NO_EXCEPTION,
+    FailureRow,
+    main_cause,
+    time_buckets,
+)
 from job.analysis.extras import MAX_MESSAGE, journal_page_path, page_header
 from job.analysis.html import script_hash
 from job.analysis.journal_page import CHUNK
@@ -227,6 +233,52 @@ def test_csv_defuses_spreadsheet_formulas() -> None:
     )
     out = list(csv.reader(io.StringIO(failures_csv([row]))))
     assert out[1][CSV_COLUMNS.index("message")] == "'=HYPERLINK(1)"
+
+
+@pytest.mark.parametrize(
+    ("type_", "message", "detail", "cause", "label"),
+    [
+        (
+            "ModuleNotFoundError",
+            "m",
+            "missing module: xgb",
+            "missing module",
+            "missing module: xgb",
+        ),
+        ("KeyError", "'x'", None, "KeyError", "KeyError"),
+        ("KeyError", "'x'", ": odd", "KeyError", ": odd"),  # a detail without a category
+        (None, "ERROR: out of memory", None, NO_EXCEPTION, NO_EXCEPTION),
+        (None, "", None, NO_ERROR_FOUND, NO_ERROR_FOUND),
+    ],
+)
+def test_a_failure_is_counted_by_its_category_then_type_then_what_is_missing(
+    type_: str | None, message: str, detail: str | None, cause: str, label: str
+) -> None:
+    row = FailureRow(
+        None, None, "aide", "t", "r", "e", 1, "draft", type_, message, detail, "j", "k"
+    )
+    assert (row.cause, row.label) == (cause, label)
+
+
+def test_csv_stamps_each_failure_with_its_own_run_group_start() -> None:
+    first, second = (
+        datetime(2025, 8, 26, 8, 41, 52, tzinfo=UTC),
+        datetime(2025, 8, 27, 1, 2, 3, tzinfo=UTC),
+    )
+    rows = [
+        FailureRow("g1", first, "aide", "t", "r", "e", 1, "draft", "E", "m", None, "j", "k1"),
+        FailureRow("g2", second, "aide", "t", "r", "e", 1, "draft", "E", "m", None, "j", "k2"),
+        FailureRow("g1", first, "aide", "t", "r", "e", 2, "debug", "E", "m", None, "j", "k1"),
+        FailureRow("g3", None, "biomni", "t", "r", None, None, None, "E", "m", None, "log", "k3"),
+    ]
+    out = list(csv.reader(io.StringIO(failures_csv(rows))))
+    column = CSV_COLUMNS.index("started_utc")
+    assert [line[column] for line in out[1:]] == [
+        "2025-08-26T08:41:52Z",
+        "2025-08-27T01:02:03Z",
+        "2025-08-26T08:41:52Z",
+        "",
+    ]
 
 
 # --- the table and the taxonomy ---------------------------------------------------------------

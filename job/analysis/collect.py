@@ -34,7 +34,12 @@ UNREADABLE = "(journal unreadable)"
 
 @dataclass(frozen=True, slots=True)
 class FailureRow:
-    """One step that raised (AIDE) or one run's final error (other agents)."""
+    """One step that raised (AIDE) or one run's final error (other agents).
+
+    ``category``, ``cause`` and ``label`` are decided once, when the row is made:
+    every chart and table of the page reads them again (a cause ~10 times per
+    failure), and a drive with months of runs holds hundreds of thousands of rows.
+    """
 
     run_group: str | None
     started: datetime | None
@@ -49,21 +54,19 @@ class FailureRow:
     detail: str | None
     source: str  # "journal" or "log"
     run_key: str  # the run row this belongs to
+    #: The detail's category: "missing module" for "missing module: xgboost".
+    category: str | None = field(init=False, repr=False, compare=False)
+    #: What the charts count: the detail's category, else the exception type.
+    cause: str = field(init=False, repr=False, compare=False)
+    #: The most specific name: the detail, else the type, else the cause.
+    label: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def cause(self) -> str:
-        """What the charts count: the detail's category, else the exception type."""
+    def __post_init__(self) -> None:
         category = detail_category(self.detail)
-        if category:
-            return category
-        if self.type:
-            return self.type
-        return NO_EXCEPTION if self.message else NO_ERROR_FOUND
-
-    @property
-    def label(self) -> str:
-        """The most specific name: the detail, else the type, else the cause."""
-        return self.detail or self.type or self.cause
+        cause = category or self.type or (NO_EXCEPTION if self.message else NO_ERROR_FOUND)
+        object.__setattr__(self, "category", category)  # frozen: set once, here
+        object.__setattr__(self, "cause", cause)
+        object.__setattr__(self, "label", self.detail or self.type or cause)
 
 
 @dataclass(slots=True)
@@ -330,7 +333,7 @@ def detail_values(failures: Iterable[FailureRow], category: str) -> list[Count]:
     """For one category (e.g. "missing module"), how often each value occurred."""
 
     def value(f: FailureRow) -> str | None:
-        if f.detail is None or detail_category(f.detail) != category or ": " not in f.detail:
+        if f.detail is None or f.category != category or ": " not in f.detail:
             return None
         return f.detail.split(": ", 1)[1]
 
@@ -377,8 +380,15 @@ def time_buckets(times: Iterable[datetime]) -> tuple[list[str], Any]:
         return [], lambda _t: None
     span = ordered[-1] - ordered[0]
 
+    seen: dict[datetime, str] = {}  # failures share their run group's time: format each once
+
     def bucket(t: datetime | None) -> str | None:
-        return None if t is None else time_bucket(t, span)
+        if t is None:
+            return None
+        label = seen.get(t)
+        if label is None:
+            label = seen[t] = time_bucket(t, span)
+        return label
 
     labels: list[str] = []
     step = timedelta(days=1)

@@ -251,11 +251,15 @@ def failures_csv(failures: list[FailureRow]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    stamps: dict[datetime, str] = {}  # a run group's failures share its start time
     for f in failures:
+        started = f.started
+        if started is not None and started not in stamps:
+            stamps[started] = started.strftime("%Y-%m-%dT%H:%M:%SZ")
         writer.writerow(
             [
                 f.run_group or "",
-                f.started.strftime("%Y-%m-%dT%H:%M:%SZ") if f.started else "",
+                "" if started is None else stamps[started],
                 f.agent or "",
                 f.task or "",
                 f.run or "",
