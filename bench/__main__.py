@@ -34,6 +34,7 @@ from bench.report import (
     paired_ratios,
     ratio,
     ratio_lines,
+    target_lines,
     usable_cpus,
 )
 from bench.runner import MB, Series, alternate, run_one
@@ -280,6 +281,10 @@ def compare(
     )
     for line in lines:
         _say(line)
+    lines, targets = target_lines(ratios, results, parsed)
+    _say("targets (issue #6, for the default bucket on 2 cores; on the ratios of medians):")
+    for line in lines:
+        _say(line)
     return {
         "dataset": data.to_json(),
         "contenders": {n: s.to_json(data.extracted_bytes) for n, s in results.items()},
@@ -287,6 +292,7 @@ def compare(
         "ratios": ratios,
         "paired_ratios": spread,
         "cpu_bounds": bounds,
+        "targets": targets,
     }
 
 

@@ -9,6 +9,7 @@ in the table and the JSON, not crash the bench.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,29 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert bound["rounds"] == 1
     assert bound["median"] == pytest.approx(
         download["cpu_seconds"] / report["machine"]["usable_cpus"] / pipeline["seconds"]
+    )
+    # Every target of issue #6, judged on what this run measured.
+    assert "targets (issue #6" in table
+    targets = report["targets"]
+    assert set(targets) == {
+        "download/pipeline",
+        "run/(old+old_parse)",
+        "parse/old_parse",
+        "peak_rss_mb",
+    }
+    dl = targets["download/pipeline"]
+    assert (dl["limit"], dl["measured"]) == (0.6, report["ratios"]["download/pipeline"])
+    assert dl["met"] is (dl["measured"] <= 0.6)
+    rss = targets["peak_rss_mb"]
+    job_sides = [report["contenders"]["download"], report["contenders"]["run"]]
+    job_sides += [report["parse"]["parse"]] if "parse" in report["parse"] else []
+    assert rss["measured"] == max(side["rss_max_single_mb"] for side in job_sides)
+    assert rss["met"] is (rss["measured"] < 200)
+    verdict = "met" if dl["met"] else "not met"
+    assert re.search(
+        rf"download <= 0\.6x the s5cmd \+ tar pipeline +{dl['measured']:.2f}x  {verdict}$",
+        table,
+        re.M,
     )
     assert report["config"]["bwlimit"] == "100M"
     assert not (tmp_path / "work").exists()  # the bench cleans up after itself
