@@ -13,6 +13,7 @@ index they came from.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -380,15 +381,12 @@ def time_buckets(times: Iterable[datetime]) -> tuple[list[str], Any]:
         return [], lambda _t: None
     span = ordered[-1] - ordered[0]
 
-    seen: dict[datetime, str] = {}  # failures share their run group's time: format each once
+    @functools.cache  # failures share their run group's time: format each time once
+    def labelled(t: datetime) -> str:
+        return time_bucket(t, span)
 
     def bucket(t: datetime | None) -> str | None:
-        if t is None:
-            return None
-        label = seen.get(t)
-        if label is None:
-            label = seen[t] = time_bucket(t, span)
-        return label
+        return None if t is None else labelled(t)
 
     labels: list[str] = []
     step = timedelta(days=1)

@@ -17,6 +17,7 @@ page or the new one, never half of one.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import time
 from collections.abc import Callable
@@ -251,15 +252,12 @@ def failures_csv(failures: list[FailureRow]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    stamps: dict[datetime, str] = {}  # a run group's failures share its start time
+    stamp = functools.cache(_utc_stamp)  # a run group's failures share its start time
     for f in failures:
-        started = f.started
-        if started is not None and started not in stamps:
-            stamps[started] = started.strftime("%Y-%m-%dT%H:%M:%SZ")
         writer.writerow(
             [
                 f.run_group or "",
-                "" if started is None else stamps[started],
+                "" if f.started is None else stamp(f.started),
                 f.agent or "",
                 f.task or "",
                 f.run or "",
@@ -274,6 +272,10 @@ def failures_csv(failures: list[FailureRow]) -> str:
             ]
         )
     return buf.getvalue()
+
+
+def _utc_stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _csv_text(text: str) -> str:
