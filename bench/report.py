@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Sequence
 
 from bench.runner import MB, Series
+from job.config import usable_cpus
 
 
 def _num(value: float | None, fmt: str = "{:.2f}") -> str:
@@ -15,13 +15,6 @@ def _num(value: float | None, fmt: str = "{:.2f}") -> str:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def contender_table(

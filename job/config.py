@@ -8,6 +8,7 @@ the container entrypoint drive exactly the same code.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,8 @@ class DownloadConfig:
     progress: bool = False
     #: Slow the whole run down on throttling (see job.throttle); off only for comparisons.
     adaptive: bool = True
+    #: Archives decompressed and written at once; None: one per usable CPU (see job.fetch).
+    extract_slots: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,11 @@ class ParseConfig:
     dry_run: bool = False
     force: bool = False
     shard: Shard = Shard()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as container limits set it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from job.atomic import TEMP_MARKER, remove_stale_temporaries
-from job.config import ParseConfig
+from job.config import ParseConfig, usable_cpus
 from job.discover import FoundJournal, ShardFilter, find_journals
 from job.errors import UsageError
 from job.index import (
@@ -113,7 +113,7 @@ class ParseStage:
         cfg = self.cfg
         # Forked before anyone knows how many journals will come, so no more workers
         # than CPUs (parsing is CPU-bound); a night with nothing new pays for no more.
-        workers = min(cfg.concurrent, _usable_cpus())
+        workers = min(cfg.concurrent, usable_cpus())
         if cfg.dry_run or workers < 2:
             return False
         _prepare_output(cfg)
@@ -244,13 +244,6 @@ class ParseStage:
         entries = {**self.previous, **self.entries}
         path = write_index(self.cfg.output_dir, list(entries.values()), self.cfg.shard)
         self.log.info("parse.index", path=str(path), journals=len(entries))
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def plan(

@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -401,3 +402,110 @@ def test_cli_defaults_match_the_old_scripts():
 
     assert _download_config(args, args.output_dir, Shard()).concurrent == 8
     assert replace(DownloadConfig(), concurrent=8) == DownloadConfig()
+
+
+class _SlotProbe:
+    """Counts responses received and extractions running, and holds the first extractions.
+
+    Each extraction waits (on a condition, not a timer) until every request of
+    the run has its response, so a fetcher that let a third archive extract
+    while two were running would be seen doing it.
+    """
+
+    def __init__(self, archives: int) -> None:
+        self.archives = archives
+        self.cond = threading.Condition()
+        self.responses = 0
+        self.active = 0
+        self.max_active = 0
+        self.responses_seen_by_extractions: list[int] = []
+
+    def reader(self, real):  # type: ignore[no-untyped-def]
+        def make(*args, **kwargs):  # type: ignore[no-untyped-def]
+            with self.cond:
+                self.responses += 1
+                self.cond.notify_all()
+            return real(*args, **kwargs)
+
+        return make
+
+    def extract(self, real):  # type: ignore[no-untyped-def]
+        def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+            with self.cond:
+                self.active += 1
+                self.max_active = max(self.max_active, self.active)
+                self.cond.wait_for(lambda: self.responses == self.archives, timeout=30)
+                self.responses_seen_by_extractions.append(self.responses)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                with self.cond:
+                    self.active -= 1
+
+        return run
+
+
+def test_requests_stay_in_flight_but_only_the_extract_slots_decompress_at_once(
+    s3, bucket, tmp_path, monkeypatch
+):
+    import job.fetch
+
+    for i in range(6):
+        put(s3, bucket, f"failed_runs/G{i}.tar.gz", tar_gz(run_group_members(f"G{i}", runs=1)))
+    probe = _SlotProbe(archives=6)
+    monkeypatch.setattr(job.fetch, "VerifyingReader", probe.reader(job.fetch.VerifyingReader))
+    monkeypatch.setattr(job.fetch, "extract_stream", probe.extract(job.fetch.extract_stream))
+    out = tmp_path / "out"
+
+    summary = run_download(config(bucket, out, concurrent=6, extract_slots=2))
+
+    assert (summary.succeeded, summary.failed) == (6, 0)
+    assert probe.max_active == 2  # never a third archive decompressing at once...
+    # ...while all six requests had their answers in hand, parked for a slot.
+    assert probe.responses_seen_by_extractions == [6] * 6
+    assert sorted(p.name for p in out.iterdir()) == [*(f"G{i}" for i in range(6)), "manifest.json"]
+
+
+def test_a_stop_reaches_a_response_waiting_for_a_slot(
+    s3, bucket, tmp_path, monkeypatch, no_stop_left_over
+):
+    import job.fetch
+    from job.signals import Interrupted, request_stop
+
+    put(s3, bucket, "failed_runs/A.tar.gz", tar_gz(run_group_members("A", runs=1)))
+    put(s3, bucket, "failed_runs/B.tar.gz", tar_gz(run_group_members("B", runs=1)))
+    cond = threading.Condition()
+    waiting: list[int] = []
+    gave_up: list[int] = []
+    real_take = job.fetch.Fetcher._take_slot
+
+    def take(self):  # type: ignore[no-untyped-def]
+        with cond:
+            waiting.append(1)
+            cond.notify_all()
+        try:
+            return real_take(self)
+        except job.fetch.Cancelled:
+            with cond:
+                gave_up.append(1)
+                cond.notify_all()
+            raise
+
+    def extract(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # The one slot's holder stops the run once the other response waits for the
+        # slot, and keeps the slot until that one has given up waiting.
+        with cond:
+            cond.wait_for(lambda: len(waiting) == 2, timeout=30)
+            request_stop()
+            cond.wait_for(lambda: gave_up, timeout=30)
+        raise job.fetch.Cancelled()
+
+    monkeypatch.setattr(job.fetch.Fetcher, "_take_slot", take)
+    monkeypatch.setattr(job.fetch, "extract_stream", extract)
+    out = tmp_path / "out"
+
+    with pytest.raises(Interrupted):
+        run_download(config(bucket, out, concurrent=2, extract_slots=1))
+
+    assert gave_up == [1]  # it left its wait while the slot was still taken
+    assert not [p for p in out.glob("*") if p.name != "manifest.json"]  # nothing half-made

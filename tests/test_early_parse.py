@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("no_stop_left_over")
 @pytest.fixture(autouse=True)
 def _cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     """The early pool has at most one worker per CPU; these tests want two on any machine."""
-    monkeypatch.setattr("job.parse._usable_cpus", lambda: 2)
+    monkeypatch.setattr("job.parse.usable_cpus", lambda: 2)
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_offers_outside_the_failed_runs_dir_or_before_start_are_ignored(
 def test_the_early_pool_has_no_more_workers_than_cpus(
     cfg: ParseConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("job.parse._usable_cpus", lambda: 3)
+    monkeypatch.setattr("job.parse.usable_cpus", lambda: 3)
     with ParseStage(replace(cfg, concurrent=8)) as stage:
         assert stage.start_early()
         assert stage.pool is not None
