@@ -74,7 +74,7 @@ class DownloadConfig:
     progress: bool = False
     #: Slow the whole run down on throttling (see job.throttle); off only for comparisons.
     adaptive: bool = True
-    #: Archives decompressed and written at once; None: one per usable CPU (see job.fetch).
+    #: Archives decompressed and written at once; None: usable CPUs + 1 (see job.fetch).
     extract_slots: int | None = None
 
 
