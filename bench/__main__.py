@@ -35,9 +35,9 @@ from bench.report import (
     ratio,
     ratio_lines,
     target_lines,
-    usable_cpus,
 )
 from bench.runner import MB, Series, alternate, run_one
+from job.config import usable_cpus
 from job.locals3 import LocalS3
 
 #: The bench's buckets never change while served, so rclone may cache its listings
