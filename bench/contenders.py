@@ -6,7 +6,7 @@
   then ``tar -xzf`` two at a time (xargs -P2; the machine has two cores).
 * ``pipe_igzip`` -- the same with ISA-L's ``igzip`` as tar's decompressor, the
   fastest gunzip a shell user can reach for (Debian/Ubuntu: ``apt-get install
-  isal``). Streaming each object (``s5cmd cat | tar``) instead was slower here:
+  isal``). Streaming each object (``s5cmd cat | tar``) instead was slower in a quick test:
   one s5cmd start per archive costs more than the one temporary file.
 * ``download`` -- ``analyze-failures download`` (list, fetch, extract safely, manifest).
 * ``run``      -- ``analyze-failures run`` (download, then parse the journals).
