@@ -33,7 +33,7 @@ COPY job ./job
 # pip itself then leaves the venv: the image needs no installer at run time.
 # Bytecode is compiled here, once: with PYTHONDONTWRITEBYTECODE every start would
 # otherwise recompile the job and its dependencies (~0.5 s of a ~1 s run, see
-# README, Performance); hash-checked .pyc files stay valid whatever COPY does to mtimes.
+# docs/PERFORMANCE.md); hash-checked .pyc files stay valid whatever COPY does to mtimes.
 RUN pip install --no-cache-dir --no-deps . \
     && pip uninstall --yes pip setuptools \
     && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib

@@ -37,8 +37,8 @@ from bench.report import (
     target_lines,
 )
 from bench.runner import MB, Series, alternate, run_one
-from job.config import usable_cpus
-from job.locals3 import LocalS3
+from job.core.config import usable_cpus
+from job.demo.locals3 import LocalS3
 
 #: The bench's buckets never change while served, so rclone may cache its listings
 #: (with none it rescans a folder on every GET; see LocalS3).

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import job.synthetic
-from job.synthetic import big_archive_spec, plan_bucket, seed_bucket, write_archive
+import job.demo.synthetic
+from job.demo.synthetic import big_archive_spec, plan_bucket, seed_bucket, write_archive
 
 BUCKET = "biomlbench"
 PREFIX = "v1/artifacts/failed_runs/"
@@ -37,7 +37,7 @@ class Params:
     verbose_log_bytes: int | None = None
 
     def key(self) -> str:
-        src = Path(job.synthetic.__file__).parent
+        src = Path(job.demo.synthetic.__file__).parent
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
         for path in sorted(src.glob("*.py")):
             digest.update(path.read_bytes())  # a generator change invalidates the cache

@@ -10,7 +10,7 @@ from disk, like a reader on a file share):
    what is the longest main-thread task (a "freeze"), and how long does a click
    on the deepest tree node take to open its step?
 
-Data is real output of the project's own generator (``job.synthetic``) parsed by
+Data is real output of the project's own generator (``job.demo.synthetic``) parsed by
 the real parse stage; the 2,000 index entries are the parsed ones repeated
 under other run-group names and dates (their journals are not re-read: the
 entries carry the analysis fields, as after the lead's wiring). Generated data
@@ -40,13 +40,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from job.analysis import build_site, index_extras, page_header, render_journal_page
-from job.analysis.site import read_entries
-from job.config import ParseConfig
-from job.journal import load_journal
-from job.layout import derive_layout
-from job.parse import run_parse
-from job.synthetic import generate_run_group, seed_bucket, write_archive
+from job.core.config import ParseConfig
+from job.demo.synthetic import generate_run_group, seed_bucket, write_archive
+from job.model.extras import index_extras
+from job.model.journal import load_journal
+from job.model.layout import derive_layout
+from job.parse.stage import run_parse
+from job.report.journal_files import JOURNAL_FILES, page_header
+from job.report.journal_page import render_journal_page
+from job.report.site import build_site, read_entries
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "results" / "html_scale"
@@ -96,7 +98,8 @@ def base_root(groups: int, steps: int, workers: int) -> Path:
             tar.extractall(failed / archive.name.removesuffix(".tar.gz"), filter="data")
     shutil.rmtree(bucket)
     run_parse(
-        ParseConfig(failed_runs_dir=failed, output_dir=root / "aide_journals", concurrent=workers)
+        ParseConfig(failed_runs_dir=failed, output_dir=root / "aide_journals", concurrent=workers),
+        JOURNAL_FILES,
     )
     return root
 

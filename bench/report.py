@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Sequence
 
 from bench.runner import MB, Series
-from job.config import usable_cpus
+from job.core.config import usable_cpus
 
 
 def _num(value: float | None, fmt: str = "{:.2f}") -> str:

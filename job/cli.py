@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from job import __version__
-from job.config import (
+from job.core.config import (
     DEFAULT_BUCKET_PATH,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_MEMBERS,
@@ -32,7 +32,7 @@ from job.config import (
     S3Settings,
     Shard,
 )
-from job.errors import UsageError
+from job.core.errors import UsageError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -183,8 +183,8 @@ def _check_root(root: Path) -> None:
 
 def write_site(root: Path) -> None:
     """The browsable analysis (index.html, failures.csv) of a run root."""
-    from job.analysis import build_site
-    from job.logs import get_logger
+    from job.core.logs import get_logger
+    from job.report.site import build_site
 
     log = get_logger(stage="report")
     try:
@@ -255,9 +255,9 @@ def _parse_config(args: argparse.Namespace, runs: Path, out: Path, shard: Shard)
 
 
 _COMMAND_MODULES = {
-    "download": ("job.download",),
-    "parse": ("job.parse",),
-    "run": ("job.download", "job.parse"),
+    "download": ("job.download.stage",),
+    "parse": ("job.parse.stage",),
+    "run": ("job.download.stage", "job.parse.stage"),
 }
 
 
@@ -278,7 +278,7 @@ def _load_command(command: str) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     _load_command(args.command)
     if args.command == "merge":
-        from job.logs import get_logger
+        from job.core.logs import get_logger
         from job.merge import merge_outputs
 
         root: Path = args.output_dir
@@ -292,21 +292,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     shard = _shard(args)
     if args.command == "download":
-        from job.download import run_download
+        from job.download.stage import run_download
 
         return run_download(_download_config(args, args.output_dir, shard)).exit_status
     if args.command == "parse":
-        from job.parse import run_parse
+        from job.parse.stage import run_parse
+        from job.report.journal_files import JOURNAL_FILES
 
         cfg = _parse_config(args, args.failed_runs_dir, args.output_dir, shard)
-        return run_parse(cfg).exit_status
+        return run_parse(cfg, JOURNAL_FILES).exit_status
     if args.command == "run":
-        from job.download import run_download
-        from job.parse import ParseStage
+        from job.download.stage import run_download
+        from job.parse.stage import ParseStage
+        from job.report.journal_files import JOURNAL_FILES
 
         root = args.output_dir
         with ParseStage(
-            _parse_config(args, root / "failed_runs", root / "aide_journals", shard)
+            _parse_config(args, root / "failed_runs", root / "aide_journals", shard),
+            JOURNAL_FILES,
         ) as parse:
             # Journals are parsed as their archives arrive, by workers forked now,
             # before the download starts its threads (see ParseStage).
@@ -325,8 +328,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     gc.disable()  # until the modules are in: see _load_command
-    from job.logs import configure_logging, get_logger
-    from job.signals import Interrupted, handle_stop_signals
+    from job.core.logs import configure_logging, get_logger
+    from job.core.signals import Interrupted, handle_stop_signals
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from job.manifest import Manifest, load, manifest_files, manifest_path
+from job.model.manifest import Manifest, load, manifest_files, manifest_path
 
 
 def merge_manifests(failed_runs_dir: Path) -> int:
@@ -33,7 +33,7 @@ def merge_outputs(root: Path) -> dict[str, int]:
     counts = {"archives": merge_manifests(root / "failed_runs")}
     journals = root / "aide_journals"
     if journals.is_dir() and any(journals.glob("index.shard-*-of-*.json")):
-        from job.parse import merge_indexes
+        from job.parse.stage import merge_indexes
 
         index = merge_indexes(journals)
         for shard_file in journals.glob("index.shard-*-of-*.json"):

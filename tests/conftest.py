@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from job.locals3 import LocalS3
+from job.demo.locals3 import LocalS3
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 _bucket_ids = itertools.count()
@@ -44,7 +44,7 @@ def bucket(s3_server: LocalS3, s3_env: dict[str, str]) -> str:
 @pytest.fixture
 def no_stop_left_over() -> Iterator[None]:
     """The stop flag is process-wide; a test that sets it must not stop the next one."""
-    from job import signals
+    from job.core import signals
 
     signals._stop.clear()
     signals._received.clear()
@@ -100,7 +100,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def classify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     """Every failure classification from now on, by exception type (the call still happens)."""
-    import job.analysis.taxonomy as taxonomy
+    import job.model.taxonomy as taxonomy
 
     calls: list[str | None] = []
     classify = taxonomy.classify

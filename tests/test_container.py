@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from job import __version__
-from job.locals3 import free_port
+from job.demo.locals3 import free_port
 from tests.conftest import SAMPLES, run_group_members, tar_gz
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from job.atomic import iter_temporaries
+from job.core.atomic import iter_temporaries
 from tests.conftest import tar_gz
+from tests.download.test_download import tree
 from tests.support import ledger
 from tests.support.jobcli import download_argv
-from tests.test_download import tree
 
 N_ARCHIVES = 16
 
@@ -134,7 +134,7 @@ def test_stale_temporaries_from_a_killed_run_are_removed(busy_bucket, tmp_path):
 @pytest.fixture
 def journal_bucket(s3_server, s3, bucket):
     """Generated run groups with real-looking AIDE journals, served by the loopback S3."""
-    from job.synthetic import seed_bucket
+    from job.demo.synthetic import seed_bucket
 
     seed_bucket(
         s3_server.root,

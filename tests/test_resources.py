@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from job.atomic import iter_temporaries
-from job.config import DownloadConfig
-from job.download import run_download
+from job.core.atomic import iter_temporaries
+from job.core.config import DownloadConfig
+from job.download.stage import run_download
 from tests.conftest import tar_gz
 from tests.support.jobcli import download_argv
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from job.config import shard_of
+from job.core.config import shard_of
 from tests.conftest import run_group_members, tar_gz
+from tests.download.test_download import tree
 from tests.support.jobcli import download_argv
-from tests.test_download import tree
 
 SHARDS = 3
 

@@ -1,7 +1,7 @@
 """Output folders to build the analysis pages from, shared by the site and browser tests.
 
 ``build_root`` makes what a real run leaves behind: the four real sample run
-groups, a few generated ones of every agent (``job.synthetic``), one hand-made
+groups, a few generated ones of every agent (``job.demo.synthetic``), one hand-made
 non-AIDE run group whose failure we know exactly, and one AIDE journal full of
 HTML/script payloads in a folder whose name is hostile too. The parse stage
 then writes ``aide_journals/index.json`` exactly as in production.
@@ -14,9 +14,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from job.config import ParseConfig
-from job.parse import run_parse
-from job.synthetic import seed_bucket
+from job.core.config import ParseConfig
+from job.demo.synthetic import seed_bucket
+from job.parse.stage import run_parse
+from job.report.journal_files import JOURNAL_FILES
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 SAMPLE_ARCHIVES = SAMPLES / "bucket" / "v1" / "artifacts" / "failed_runs"
@@ -66,7 +67,8 @@ def parse(root: Path) -> None:
     run_parse(
         ParseConfig(
             failed_runs_dir=root / "failed_runs", output_dir=root / "aide_journals", concurrent=1
-        )
+        ),
+        JOURNAL_FILES,
     )
 
 

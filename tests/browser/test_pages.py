@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from job.analysis import build_site, index_extras, render_journal_page
-from job.analysis.extras import journal_page_path
-from job.analysis.journal_page import CHUNK
-from job.journal import load_journal
+from job.model.extras import index_extras, journal_page_path
+from job.model.journal import load_journal
+from job.report.journal_page import CHUNK, render_journal_page
+from job.report.site import build_site
 from tests.browser.conftest import Watched
 from tests.browser.sites import EVIL_GROUP, HANDMADE_GROUP, PAYLOAD, build_root
-from tests.test_analysis_site import big_journal
+from tests.report.test_site import big_journal
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Why it exists: the job has to survive a bad night on S3 (503 SlowDown, 500s, stalled
 reads, bodies cut short, connections reset). Mocking botocore would only test our
 idea of those failures; this proxy produces them on the wire, in front of the real
-loopback server (``job.locals3.LocalS3``), so boto3, urllib3, tenacity and the
+loopback server (``job.demo.locals3.LocalS3``), so boto3, urllib3, tenacity and the
 extractor all see exactly what they would see in production.
 
 Usage::

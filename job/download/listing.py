@@ -1,0 +1,152 @@
+"""Find the failed-run archives under an S3 prefix and map each to its output folder."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import botocore.exceptions as bce
+
+from job.core.atomic import TEMP_MARKER
+from job.core.config import RetrySettings, Shard, shard_of
+from job.core.errors import UsageError
+from job.download.retrying import client_error_code, diagnose, retrying
+
+ARCHIVE_SUFFIX = ".tar.gz"
+RESERVED_TOP_LEVEL = ("manifest",)
+
+
+@dataclass(frozen=True)
+class BucketPath:
+    bucket: str
+    prefix: str  # "" or ends with "/"
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_bucket_path(text: str) -> BucketPath:
+    parsed = urlparse(text)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise UsageError(f"--bucket-path must look like s3://BUCKET/PREFIX/, got {text!r}")
+    prefix = parsed.path.lstrip("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return BucketPath(parsed.netloc, prefix)
+
+
+@dataclass(frozen=True)
+class Archive:
+    key: str
+    size: int
+    etag: str
+    folder: str  # relative POSIX path of the extraction folder under the output dir
+
+
+def folder_for(key: str, prefix: str) -> str | None:
+    """``prefix/aide/x/G.tar.gz`` -> ``aide/x/G``; None when the key can't be a safe folder."""
+    rel = key[len(prefix) :] if key.startswith(prefix) else key
+    rel = rel[: -len(ARCHIVE_SUFFIX)]
+    parts = rel.split("/")
+    if not rel or any(p in ("", ".", "..") for p in parts):
+        return None
+    if any(p.startswith(".") and TEMP_MARKER in p for p in parts) or "\x00" in rel:
+        return None
+    if posixpath.normpath(rel) != rel:
+        return None
+    if len(parts) == 1 and parts[0].startswith(RESERVED_TOP_LEVEL) and parts[0].endswith(".json"):
+        return None  # would collide with the manifest files
+    return rel
+
+
+def _explain_listing_error(exc: BaseException, where: BucketPath) -> UsageError:
+    if isinstance(exc, bce.NoCredentialsError):
+        return UsageError(
+            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "or pass --no-sign-request for a public bucket"
+        )
+    if isinstance(exc, bce.ClientError):
+        code, status = client_error_code(exc)
+        if code == "NoSuchBucket":
+            return UsageError(f"bucket {where.bucket!r} does not exist: check --bucket-path")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+            return UsageError(
+                f"S3 rejected the credentials ({code}): check AWS_PROFILE / AWS_* variables"
+            )
+        if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
+            return UsageError(f"access denied listing {where}: check the credentials' permissions")
+        return UsageError(f"cannot list {where}: {code} (HTTP {status})")
+    if isinstance(exc, bce.EndpointConnectionError | bce.ConnectTimeoutError):
+        return UsageError(
+            f"cannot reach the S3 endpoint ({exc}): check --endpoint-url / AWS_ENDPOINT_URL"
+        )
+    return UsageError(f"cannot list {where}: {diagnose(exc).cause}")
+
+
+def list_archives(
+    client: Any,
+    where: BucketPath,
+    *,
+    retry: RetrySettings,
+    shard: Shard,
+    on_retry: Callable[[int, BaseException, float], Any] | None = None,
+    before_request: Callable[[], Any] | None = None,
+) -> tuple[list[Archive], list[tuple[str, str]]]:
+    """All archives in this shard, sorted by key, and keys that map to no safe folder.
+
+    Each page request is retried on its own, so one throttled page doesn't restart
+    a listing of ten thousand keys.
+    """
+    archives: list[Archive] = []
+    rejected: list[tuple[str, str]] = []
+    for obj in _iter_objects(client, where, retry, on_retry, before_request):
+        key = obj["Key"]
+        if not key.endswith(ARCHIVE_SUFFIX):
+            continue
+        if shard.active and shard_of(key, shard.count) != shard.index:
+            continue
+        folder = folder_for(key, where.prefix)
+        if folder is None:
+            rejected.append((key, "key does not map to a safe folder name"))
+            continue
+        archives.append(
+            Archive(
+                key=key,
+                size=int(obj.get("Size", 0)),
+                etag=str(obj.get("ETag", "")).strip('"'),
+                folder=folder,
+            )
+        )
+    archives.sort(key=lambda a: a.key)
+    return archives, rejected
+
+
+def _iter_objects(
+    client: Any,
+    where: BucketPath,
+    retry: RetrySettings,
+    on_retry: Callable[[int, BaseException, float], Any] | None,
+    before_request: Callable[[], Any] | None,
+) -> Iterator[dict[str, Any]]:
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": where.bucket, "Prefix": where.prefix, "MaxKeys": 1000}
+        if token:
+            kwargs["ContinuationToken"] = token
+        try:
+            for attempt in retrying(retry, on_retry=on_retry):
+                with attempt:
+                    if before_request:
+                        before_request()
+                    page = client.list_objects_v2(**kwargs)
+        except (bce.BotoCoreError, bce.ClientError) as exc:
+            raise _explain_listing_error(exc, where) from None
+        yield from page.get("Contents", []) or []
+        if not page.get("IsTruncated"):
+            return
+        token = page.get("NextContinuationToken")
+        if not token:
+            return

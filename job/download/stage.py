@@ -1,0 +1,348 @@
+"""The download stage: list, plan, fetch concurrently, record, summarise.
+
+This module only orchestrates; the pieces live in :mod:`job.download.listing` (what is in
+the bucket), :mod:`job.model.manifest` (what was done before), :mod:`job.download.fetch` (one
+archive, all-or-nothing) and :mod:`job.download.throttle` (how hard to push S3).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from job.core.atomic import TEMP_MARKER, is_temporary, remove_tree
+from job.core.config import DownloadConfig, shard_of
+from job.core.errors import Cancelled, ItemError, UsageError
+from job.core.logs import get_logger
+from job.core.progress import Progress
+from job.core.signals import raise_if_stopped, stop_requested
+from job.core.summary import Outcome, StageSummary
+from job.download.fetch import Fetcher, FetchResult, InFlight
+from job.download.listing import Archive, list_archives, parse_bucket_path
+from job.download.retrying import diagnose
+from job.download.s3client import make_client
+from job.download.throttle import AdaptiveThrottle
+from job.model.manifest import Manifest, Record, load, manifest_path, now_iso
+
+#: How long in-flight archives get to notice a stop before the stage gives up on them.
+STOP_GRACE_SECONDS = 5.0
+
+
+class Status(StrEnum):
+    NEW = "new"
+    CHANGED = "changed"
+    RETRY = "failed before"
+    MISSING = "missing on disk"
+    UP_TO_DATE = "up to date"
+
+
+@dataclass(frozen=True)
+class Planned:
+    archive: Archive
+    status: Status
+
+
+def plan(
+    archives: list[Archive],
+    records: dict[str, Record],
+    output_dir: Path,
+    force: bool,
+    keep_compressed: bool = False,
+) -> list[Planned]:
+    """Decide per archive whether it needs fetching, from the manifest and the disk."""
+    planned = []
+    for archive in archives:
+        rec = records.get(archive.key)
+        if rec is None:
+            status = Status.NEW
+        elif rec.etag != archive.etag or rec.size != archive.size:
+            status = Status.CHANGED
+        elif rec.outcome != Outcome.SUCCEEDED:
+            status = Status.RETRY
+        elif not (output_dir / archive.folder).is_dir() or (
+            keep_compressed and not (output_dir / f"{archive.folder}.tar.gz").is_file()
+        ):
+            status = Status.MISSING
+        else:
+            status = Status.UP_TO_DATE
+        if force and status is Status.UP_TO_DATE:
+            status = Status.CHANGED
+        planned.append(Planned(archive, status))
+    return planned
+
+
+def _remove_stale(output_dir: Path, archives: list[Archive], manifest_file: Path) -> int:
+    """Delete temporaries a killed run left for *these* archives (and this manifest).
+
+    Only the folders that can hold archive folders are scanned (never the extracted
+    trees), so this stays cheap with many thousands of runs; and only names that
+    belong to this worker's archives are touched, because shard workers on other
+    machines may be writing their own temporaries into the same folders right now.
+    """
+    wanted: dict[Path, set[str]] = {output_dir: {f".{manifest_file.name}{TEMP_MARKER}"}}
+    for archive in archives:
+        target = output_dir / archive.folder
+        wanted.setdefault(target.parent, set()).update(
+            {f".{target.name}{TEMP_MARKER}", f".{target.name}.tar.gz{TEMP_MARKER}"}
+        )
+    removed = 0
+    for parent, prefixes in wanted.items():
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        for entry in entries:
+            if is_temporary(entry.name) and entry.name.startswith(tuple(prefixes)):
+                remove_tree(Path(entry.path))
+                removed += 1
+    return removed
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "no space left on the output drive: free space or point --output-dir elsewhere"
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return "file too large for the output drive (file-size limit reached)"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS):
+        return f"cannot write to the output drive: {exc.strerror} ({exc.filename})"
+    return diagnose(exc).cause
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output dir {output_dir}: {exc.strerror}") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"output dir {output_dir} is not writable: fix its permissions or choose another"
+        )
+
+
+def run_download(
+    cfg: DownloadConfig, on_published: Callable[[Path], None] | None = None
+) -> StageSummary:
+    """List, plan and fetch; ``on_published(folder)`` hears of each archive folder published.
+
+    ``on_published`` runs in this thread (the one collecting results), so it
+    may start other work but must not take long: fetch threads wait for it.
+    """
+    log = get_logger(stage="download")
+    summary = StageSummary("download")
+    where = parse_bucket_path(cfg.bucket_path)
+    if not cfg.dry_run:
+        _check_output_dir(cfg.output_dir)
+    client = make_client(cfg.s3, pool_size=cfg.concurrent)
+    throttle = AdaptiveThrottle(cfg.concurrent, adaptive=cfg.adaptive)
+
+    def on_list_retry(attempt: int, exc: BaseException, wait_s: float) -> None:
+        log.warning(
+            "download.retry",
+            key=None,
+            operation="list",
+            attempt=attempt,
+            cause=diagnose(exc).cause,
+            wait=round(wait_s, 3),
+        )
+
+    listing_throttle_slot = _ListingThrottle(throttle)
+    archives, rejected = list_archives(
+        client,
+        where,
+        retry=cfg.retry,
+        shard=cfg.shard,
+        on_retry=on_list_retry,
+        before_request=listing_throttle_slot,
+    )
+    records = load(cfg.output_dir)
+    planned = plan(archives, records, cfg.output_dir, cfg.force, cfg.keep_compressed)
+    log.info(
+        "download.listed",
+        bucket_path=str(where),
+        archives=len(archives),
+        bytes=sum(a.size for a in archives),
+        shard=f"{cfg.shard.index}/{cfg.shard.count}" if cfg.shard.active else None,
+        to_fetch=sum(p.status is not Status.UP_TO_DATE for p in planned),
+    )
+    if cfg.dry_run:
+        for p in planned:
+            log.info(
+                "download.plan",
+                key=p.archive.key,
+                size=p.archive.size,
+                status=p.status.value,
+                folder=p.archive.folder,
+            )
+        for key, reason in rejected:
+            log.warning("download.plan", key=key, status="rejected", error=reason)
+        return summary
+
+    removed = _remove_stale(
+        cfg.output_dir, archives, manifest_path(cfg.output_dir, cfg.shard.suffix)
+    )
+    if removed:
+        log.info("download.cleanup", removed_temporaries=removed)
+    manifest = Manifest(
+        cfg.output_dir,
+        suffix=cfg.shard.suffix,
+        bucket_path=str(where),
+        keep=_own_records(records, cfg),
+    )
+    for key, reason in rejected:
+        summary.record(Outcome.FAILED)
+        log.error(
+            "download.archive",
+            key=key,
+            outcome=Outcome.FAILED.value,
+            error=reason,
+            bytes=0,
+            attempts=0,
+            seconds=0.0,
+        )
+    for p in planned:
+        if p.status is Status.UP_TO_DATE:
+            summary.record(Outcome.SKIPPED)
+    todo = [p.archive for p in planned if p.status is not Status.UP_TO_DATE]
+    progress = Progress(total=len(todo), enabled=cfg.progress)
+    in_flight = InFlight()
+    fetcher = Fetcher(client, where.bucket, cfg, throttle, log, in_flight)
+    try:
+        _fetch_all(fetcher, todo, manifest, summary, log, progress, in_flight, on_published)
+    finally:
+        progress.close()
+        manifest.save(force=True)
+    summary.emit(log)
+    return summary
+
+
+class _ListingThrottle:
+    """Lets list requests take part in the adaptive throttle's rate limit."""
+
+    def __init__(self, throttle: AdaptiveThrottle) -> None:
+        self.throttle = throttle
+
+    def __call__(self) -> None:
+        self.throttle.acquire(cancelled=stop_requested)
+        self.throttle.release()
+
+
+def _own_records(records: dict[str, Record], cfg: DownloadConfig) -> dict[str, Record]:
+    """Records this worker's manifest file carries forward (all of them when unsharded)."""
+    if not cfg.shard.active:
+        return records
+    return {k: r for k, r in records.items() if shard_of(k, cfg.shard.count) == cfg.shard.index}
+
+
+def _fetch_all(
+    fetcher: Fetcher,
+    todo: list[Archive],
+    manifest: Manifest,
+    summary: StageSummary,
+    log: Any,
+    progress: Progress,
+    in_flight: InFlight,
+    on_published: Callable[[Path], None] | None,
+) -> None:
+    pool = ThreadPoolExecutor(max_workers=fetcher.cfg.concurrent, thread_name_prefix="fetch")
+    pending: dict[Future[FetchResult], Archive] = {}
+    queue = list(reversed(todo))
+    stop_deadline: float | None = None
+    try:
+        while queue or pending:
+            while queue and len(pending) < fetcher.cfg.concurrent * 2 and not stop_requested():
+                archive = queue.pop()
+                pending[pool.submit(fetcher.fetch, archive)] = archive
+            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                archive = pending.pop(future)
+                published = _record(future, archive, manifest, summary, log, progress)
+                if published and on_published is not None:
+                    on_published(fetcher.cfg.output_dir / archive.folder)
+            if stop_requested():
+                queue.clear()
+                now = time.monotonic()
+                stop_deadline = stop_deadline or now + STOP_GRACE_SECONDS
+                if now >= stop_deadline:
+                    break
+        raise_if_stopped()
+    finally:
+        for future in pending:
+            future.cancel()
+        in_flight.remove_all()
+        pool.shutdown(wait=not stop_requested(), cancel_futures=True)
+
+
+def _record(
+    future: Future[FetchResult],
+    archive: Archive,
+    manifest: Manifest,
+    summary: StageSummary,
+    log: Any,
+    progress: Progress,
+) -> bool:
+    """Record one archive's outcome; True when its folder was published."""
+    exc = future.exception()
+    if isinstance(exc, Cancelled):
+        return False  # discarded because of a stop; not a failure, nothing recorded
+    if exc is None:
+        result = future.result()
+        manifest.put(
+            Record(
+                key=archive.key,
+                etag=result.etag or archive.etag,
+                size=archive.size,
+                outcome=Outcome.SUCCEEDED.value,
+                time=now_iso(),
+                folder=archive.folder,
+                bytes_extracted=result.bytes_extracted,
+                members=result.members,
+            )
+        )
+        summary.record(Outcome.SUCCEEDED)
+        log.info(
+            "download.archive",
+            key=archive.key,
+            outcome=Outcome.SUCCEEDED.value,
+            bytes=result.bytes_received,
+            bytes_extracted=result.bytes_extracted,
+            members=result.members,
+            attempts=result.attempts,
+            seconds=result.seconds,
+            folder=archive.folder,
+        )
+        progress.advance(result.bytes_received)
+        return True
+    reason = exc.reason if isinstance(exc, ItemError) else _failure_reason(exc)
+    attempts = getattr(exc, "attempts", None)
+    seconds = getattr(exc, "seconds", None)
+    manifest.put(
+        Record(
+            key=archive.key,
+            etag=archive.etag,
+            size=archive.size,
+            outcome=Outcome.FAILED.value,
+            time=now_iso(),
+            folder=archive.folder,
+            error=reason,
+        )
+    )
+    summary.record(Outcome.FAILED)
+    log.error(
+        "download.archive",
+        key=archive.key,
+        outcome=Outcome.FAILED.value,
+        error=reason,
+        bytes=0,
+        attempts=attempts,
+        seconds=seconds,
+        folder=archive.folder,
+    )
+    progress.advance(0, failed=True)
+    return False

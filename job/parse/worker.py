@@ -1,0 +1,168 @@
+"""Parse one journal and publish its report: the unit of work, inline or in a worker process.
+
+Everything here is importable at top level and takes/returns small picklable
+values, because with ``concurrent > 1`` it runs in a ``ProcessPoolExecutor``
+(JSON decoding and formatting hold the GIL, so threads would not help).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from job.core.errors import Cancelled, ItemError
+from job.model.journal import Journal, read_journal
+from job.model.layout import Layout
+from job.model.taxonomy import step_details
+from job.parse.index import Fingerprint, IndexEntry, entry_for, failure_entry
+
+_PR_SET_PDEATHSIG = 1
+
+#: Set by :func:`init_worker` in worker processes: the parent's "stop now" flag.
+_stop_event: Any = None
+
+
+class Renderer(Protocol):
+    """What a parsed journal becomes on the drive; the CLI passes the report layer's.
+
+    The parse stage sits below the report layer and never imports it: it is
+    handed an object with this shape (it must pickle, to reach worker processes).
+    """
+
+    @property
+    def version(self) -> int:
+        """Recorded per index entry; a change makes every journal render again."""
+        ...
+
+    def outputs(self, report: Path) -> tuple[Path, ...]:
+        """Every file that :meth:`write` publishes for ``report``."""
+        ...
+
+    def write(
+        self,
+        journal: Journal,
+        layout: Layout,
+        report: Path,
+        details: Sequence[str | None],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        """Publish the files atomically; raise ItemError for this journal's failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class ParseTask:
+    journal_path: Path  # where to read the journal
+    layout: Layout
+    report_path: Path  # where to publish the report (output folder / layout.report)
+    renderer: Renderer
+    size: int = 0  # the journal's bytes when planned: the pool starts big ones first
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    entry: IndexEntry  # has ``error`` set when the journal failed
+    seconds: float
+
+
+def parse_one(task: ParseTask, should_stop: Callable[[], bool] | None = None) -> ParseResult:
+    """Read, normalise, write the report atomically; never raises for a bad journal.
+
+    Raises :class:`Cancelled` (leaving nothing behind) when ``should_stop()``
+    becomes true before the report is published.
+
+    The cyclic garbage collector is paused meanwhile: a decoded journal is
+    hundreds of thousands of acyclic containers, and the collections their
+    allocation triggers walked all of them again and again (orjson's decode took
+    twice as long with it on; see docs/PERFORMANCE.md). Reference counting
+    frees the journal as usual; collections resume afterwards.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_one(task, should_stop)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _parse_one(task: ParseTask, should_stop: Callable[[], bool] | None) -> ParseResult:
+    started = time.monotonic()
+    fingerprint: Fingerprint | None = None
+    try:
+        if should_stop is not None and should_stop():
+            raise Cancelled("stop requested")
+        journal, fingerprint = _read(task.journal_path)
+        details = step_details(journal)
+        task.renderer.write(journal, task.layout, task.report_path, details, should_stop)
+        entry = entry_for(task.layout, journal, fingerprint, task.renderer.version, details)
+    except Cancelled:
+        raise
+    except ItemError as exc:
+        entry = failure_entry(task.layout, exc.reason, fingerprint)
+    except MemoryError:
+        entry = failure_entry(task.layout, "ran out of memory reading this journal", fingerprint)
+    except Exception as exc:  # a bug must fail this journal, not the whole stage
+        entry = failure_entry(
+            task.layout, f"internal error: {type(exc).__name__}: {exc}", fingerprint
+        )
+    return ParseResult(entry, round(time.monotonic() - started, 3))
+
+
+def _read(path: Path) -> tuple[Journal, Fingerprint]:
+    """The journal and the fingerprint of exactly the version that was read."""
+    try:
+        with open(path, "rb") as fh:
+            fingerprint = Fingerprint.of(os.fstat(fh.fileno()))
+            return read_journal(fh), fingerprint
+    except OSError as exc:
+        raise ItemError(f"cannot read journal: {exc.strerror or exc}") from None
+
+
+# -- worker processes ---------------------------------------------------------------
+
+
+def init_worker(stop_event: Any, parent_pid: int, nice: int = 0) -> None:
+    """Worker set-up: stopping is the parent's decision, and a worker dies with it.
+
+    ``nice`` > 0 lowers the worker's CPU priority: workers that parse while the
+    parent still downloads should not slow the download down (the longer task).
+
+    SIGINT (Ctrl-C reaches the whole process group) and SIGTERM are ignored, so
+    the parent alone decides how to stop and workers never print tracebacks;
+    the parent sets ``stop_event`` instead. On Linux the kernel kills the worker
+    when its parent dies, even by SIGKILL: otherwise it would wait forever for
+    work on a queue whose other end it holds itself.
+    """
+    global _stop_event
+    _stop_event = stop_event
+    gc.freeze()  # what the parent had is never garbage here: keep collections from walking it
+    if nice > 0:
+        with contextlib.suppress(OSError):  # best effort: only a scheduling preference
+            os.nice(nice)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG fails one report instead
+    if sys.platform == "linux":
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass  # best effort
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the line above took effect
+
+
+def run_in_worker(task: ParseTask) -> ParseResult:
+    """Entry point submitted to the pool."""
+    should_stop = _stop_event.is_set if _stop_event is not None else None
+    return parse_one(task, should_stop)

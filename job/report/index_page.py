@@ -1,0 +1,341 @@
+"""``ROOT/index.html``: why the agents fail, biggest causes first, then every run.
+
+Order of the page follows the questions people ask: what is the damage
+(totals), why (causes, then the detail of the common ones: which modules,
+which keys, which files), where (agents, tasks), since when (over time), and
+finally every run in a table that links to its journal page or log.
+
+Charts are server-side SVG (their size does not grow with the data); the
+table's rows travel as one JSON block and are drawn by the script a page at a
+time, so 2,000 or 20,000 runs load equally fast.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from job.model import taxonomy
+from job.report.assets import BASE_CSS, INDEX_JS
+from job.report.collect import (
+    Count,
+    FailureRow,
+    RunRow,
+    SiteData,
+    causes,
+    detail_values,
+    exception_types,
+    stacks_by,
+    time_buckets,
+    top_series,
+)
+from job.report.html import esc, fmt_int, fmt_pct, json_script, page
+from job.report.svg import Bar, Stack, bar_chart, column_chart, stacked_chart
+
+#: Categories whose values are worth their own chart, with the chart's title.
+DETAIL_CHARTS = {
+    taxonomy.MISSING_MODULE: "Missing modules",
+    taxonomy.MISSING_KEY: "Missing keys (columns asked for)",
+    taxonomy.MISSING_COLUMNS: "Missing columns",
+    taxonomy.FILE_NOT_FOUND: "Files not found",
+    taxonomy.MISSING_ATTRIBUTE: "Missing attributes (removed or misspelt APIs)",
+    taxonomy.UNDEFINED_NAME: "Undefined names",
+    taxonomy.UNEXPECTED_KEYWORD: "Unexpected keyword arguments",
+    taxonomy.IMPORT_NOT_ALLOWED: "Imports the agent was not allowed",
+    taxonomy.CANNOT_IMPORT: "Names that could not be imported",
+    taxonomy.CANNOT_READ_FILE: "Files the agent could not read",
+}
+TOP_CAUSES = 15
+TOP_TASKS = 25
+TOP_VALUES = 10
+
+#: The table's columns, in order (``hidden`` ones feed links, tooltips and search).
+COLUMNS: list[dict[str, Any]] = [
+    {"key": "started", "label": "Started (UTC)", "search": True, "nowrap": True},
+    {"key": "agent", "label": "Agent", "search": True},
+    {"key": "task", "label": "Task", "search": True},
+    {
+        "key": "run",
+        "label": "Run",
+        "search": True,
+        "link": "href",
+        "alt": "txt",
+        "title": "path",
+        "nowrap": True,
+    },
+    {"key": "steps", "label": "Steps", "num": True},
+    {"key": "buggy", "label": "Buggy", "num": True, "fmt": "pct"},
+    {"key": "valid", "label": "Valid solution"},
+    {"key": "best", "label": "Best metric", "num": True, "fmt": "g4"},
+    {"key": "failures", "label": "Failures", "num": True},
+    {"key": "cause", "label": "Main cause", "search": True},
+    {"key": "result", "label": "biomlbench", "search": True},
+    {"key": "group", "label": "Run group", "hidden": True, "search": True},
+    {"key": "path", "label": "Path", "hidden": True, "search": True},
+    {"key": "href", "label": "", "hidden": True},
+    {"key": "txt", "label": "", "hidden": True},
+]
+DEFAULT_SORT = "started"
+
+
+def render_index(data: SiteData, *, generated_at: datetime, root_name: str, version: str) -> str:
+    """The whole index page as one HTML string."""
+    t = data.totals
+    all_causes = causes(data.failures)
+    body = [
+        "<main>",
+        "<h1>Why do the agents fail?</h1>",
+        f'<p class="lede">biomlbench failed runs in <b>{esc(root_name)}</b> · generated '
+        f"{esc(generated_at.strftime('%Y-%m-%d %H:%M UTC'))}{_span(data)}</p>",
+        _answer(all_causes, t.failures),
+        _cards(data),
+        _causes_section(data, all_causes),
+        _types_section(data),
+        _agents_section(data, all_causes),
+        _tasks_section(data, all_causes),
+        _time_section(data, all_causes),
+        _table_section(data),
+        _warnings(data),
+        '<footer>Also here: <a href="failures.csv">failures.csv</a> (one row per failure, for pandas) · '
+        '<a href="aide_journals/index.json">aide_journals/index.json</a> · '
+        f"made by analyze-failures {esc(version)}</footer>",
+        "</main>",
+        json_script("runs-data", _table_data(data.runs)),
+    ]
+    return page(
+        title="Why do the agents fail? · biomlbench",
+        css=BASE_CSS,
+        body="".join(body),
+        script=INDEX_JS,
+    )
+
+
+def _span(data: SiteData) -> str:
+    times = [r.started for r in data.runs if r.started is not None]
+    if not times:
+        return ""
+    first, last = min(times), max(times)
+    if first.date() == last.date():
+        return f" · run groups of {first:%Y-%m-%d}"
+    return f" · run groups from {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+
+
+def _answer(all_causes: list[Count], failures: int) -> str:
+    if not all_causes:
+        return '<p class="answer">No failures recorded.</p>'
+    top = [
+        f"<b>{esc(c.name)}</b> ({fmt_pct(c.failures, failures)} of failures, in {fmt_int(c.runs)} runs)"
+        for c in all_causes[:3]
+    ]
+    return f'<p class="answer">Biggest causes: {", ".join(top)}.</p>'
+
+
+def _cards(data: SiteData) -> str:
+    t = data.totals
+    cards = [
+        (fmt_int(t.run_groups), "run groups"),
+        (fmt_int(t.runs), f"runs ({fmt_int(t.runs_without_journal)} without a journal)"),
+        (
+            fmt_int(t.journals),
+            "AIDE journals"
+            + (f" (+{t.unreadable_journals} unreadable)" if t.unreadable_journals else ""),
+        ),
+        (fmt_int(t.steps), "steps in the journals"),
+        (fmt_pct(t.buggy_steps, t.steps), f"of steps buggy ({fmt_int(t.buggy_steps)})"),
+        (
+            f"{fmt_int(t.runs_with_valid_solution)} of {fmt_int(t.journal_runs)}",
+            "AIDE runs found ≥ 1 valid solution",
+        ),
+        (fmt_int(t.failures), "failures (steps that raised + final errors of other runs)"),
+    ]
+    items = "".join(
+        f'<div class="card" data-total="{i}"><b>{esc(v)}</b><span>{esc(label)}</span></div>'
+        for i, (v, label) in enumerate(cards)
+    )
+    return f'<div class="cards" id="totals">{items}</div>'
+
+
+def _causes_section(data: SiteData, all_causes: list[Count]) -> str:
+    bars = [Bar(c.name, c.failures, f"in {c.runs:,} runs") for c in all_causes[:TOP_CAUSES]]
+    out = [
+        '<h2 id="causes">Top failure causes</h2>',
+        '<p class="small muted">A failure is one AIDE step that raised an exception, or the final '
+        "error in the logs of a failed run without a journal. The cause is the detail that "
+        "matters (which module, which key…) grouped by kind, or else the exception type.</p>",
+        bar_chart(bars, title="Failures by cause"),
+    ]
+    if len(all_causes) > TOP_CAUSES:
+        rest = sum(c.failures for c in all_causes[TOP_CAUSES:])
+        out.append(
+            f'<p class="small muted">…and {len(all_causes) - TOP_CAUSES} more causes with '
+            f"{rest:,} failures (see the table and failures.csv).</p>"
+        )
+    charts = []
+    for count in all_causes:
+        title = DETAIL_CHARTS.get(count.name)
+        if title is None:
+            continue
+        values = detail_values(data.failures, count.name)
+        if not values:
+            continue
+        bars = [Bar(v.name, v.failures, f"in {v.runs:,} runs") for v in values[:TOP_VALUES]]
+        more = (
+            f'<p class="small muted">…and {len(values) - TOP_VALUES} more.</p>'
+            if len(values) > TOP_VALUES
+            else ""
+        )
+        chart = bar_chart(bars, title=title, width=600, label_width=250)
+        charts.append(f"<div><h3>{esc(title)}</h3>{chart}{more}</div>")
+    if charts:
+        out.append(f'<div class="grid2" id="details">{"".join(charts)}</div>')
+    return "".join(out)
+
+
+def _types_section(data: SiteData) -> str:
+    types = exception_types(data.failures)
+    bars = [Bar(c.name, c.failures, f"in {c.runs:,} runs") for c in types[:TOP_CAUSES]]
+    return '<h2 id="types">Exceptions by type</h2>' + bar_chart(
+        bars, title="Failures by exception type", colour="#6A3D9A"
+    )
+
+
+def _note_for(rows: list[RunRow]) -> str:
+    journals = [r for r in rows if r.source == "journal"]
+    note = f"{len(rows):,} runs"
+    if journals:
+        valid = sum(1 for r in journals if r.valid)
+        note += f", {fmt_pct(valid, len(journals))} valid"
+    return note
+
+
+def _agents_section(data: SiteData, all_causes: list[Count]) -> str:
+    # The overall top causes are mostly AIDE's; each agent's own top causes are added
+    # so a small agent's bar is not all "other".
+    extra: list[str] = []
+    by_agent: dict[str, list[FailureRow]] = {}
+    for f in data.failures:
+        by_agent.setdefault(f.agent or "(unknown agent)", []).append(f)
+    base = top_series(all_causes)
+    for rows in by_agent.values():
+        extra += [c.name for c in causes(rows)[:3] if c.name not in base and c.name not in extra]
+    series = [s for s in base if s != "other"] + extra[:6]
+    if len(all_causes) > len(series):
+        series.append("other")
+    stacks = stacks_by(data.failures, lambda f: f.agent or "(unknown agent)", series)
+    rows_by: dict[str, list[RunRow]] = {}
+    for r in data.runs:
+        rows_by.setdefault(r.agent or "(unknown agent)", []).append(r)
+    order = sorted(stacks, key=lambda a: (-sum(stacks[a].values()), a))
+    bars = [Stack(a, stacks[a], _note_for(rows_by.get(a, []))) for a in order]
+    return (
+        '<h2 id="agents">By agent</h2><p class="small muted">Each bar is 100% of that agent\'s '
+        "failures, split by cause; the numbers are failures, runs and the share of AIDE runs "
+        "that found a valid solution.</p>"
+        + stacked_chart(bars, title="Failure causes by agent", series=series, unit="failures")
+    )
+
+
+def _tasks_section(data: SiteData, all_causes: list[Count]) -> str:
+    series = top_series(all_causes)
+    stacks = stacks_by(data.failures, lambda f: f.task or "(unknown task)", series)
+    rows_by: dict[str, list[RunRow]] = {}
+    for r in data.runs:
+        rows_by.setdefault(r.task or "(unknown task)", []).append(r)
+    order = sorted(stacks, key=lambda k: (-sum(stacks[k].values()), k))
+    bars = [Stack(k, stacks[k], _note_for(rows_by.get(k, []))) for k in order[:TOP_TASKS]]
+    more = (
+        f'<p class="small muted">Showing the {TOP_TASKS} tasks with the most failures of {len(order)}.</p>'
+        if len(order) > TOP_TASKS
+        else ""
+    )
+    return (
+        '<h2 id="tasks">By task</h2>'
+        + stacked_chart(bars, title="Failure causes by task", series=series, unit="failures")
+        + more
+    )
+
+
+def _time_section(data: SiteData, all_causes: list[Count]) -> str:
+    series = top_series(all_causes)
+    labels, bucket = time_buckets(f.started for f in data.failures if f.started is not None)
+    if not labels:
+        return '<h2 id="time">Over time</h2><p class="empty">No run-group timestamps to plot.</p>'
+    stacks = stacks_by(data.failures, lambda f: bucket(f.started), series)
+    runs_per = Counter(bucket(r.started) for r in data.runs if r.started is not None)
+    cols = [
+        Stack(label, stacks.get(label, Counter()), f"{runs_per.get(label, 0):,} runs")
+        for label in labels
+    ]
+    period = "week" if labels[0].startswith("wk ") else "day" if len(labels[0]) == 10 else "month"
+    return (
+        f'<h2 id="time">Over time</h2><p class="small muted">Failures per {period} of the run '
+        "groups' start, by cause.</p>"
+        + column_chart(cols, title="Failures over time", series=series)
+    )
+
+
+def _table_section(data: SiteData) -> str:
+    agents = sorted({r.agent for r in data.runs if r.agent})
+    options = "".join(f'<option value="{esc(a)}">{esc(a)}</option>' for a in agents)
+    heads = "".join(
+        f'<th data-k="{esc(c["key"])}" aria-sort="none" scope="col"><button type="button">{esc(c["label"])}</button></th>'
+        for c in COLUMNS
+        if not c.get("hidden")
+    )
+    return (
+        '<h2 id="runs-h">All runs</h2>'
+        '<div class="toolbar">'
+        '<input type="search" id="runs-filter" placeholder="Filter: task, agent, cause, run…" '
+        'aria-label="Filter runs">'
+        f'<label>Agent <select id="runs-agent"><option value="">all</option>{options}</select></label>'
+        '<label><input type="checkbox" id="runs-nosolution"> only runs without a valid solution</label>'
+        '<span id="runs-count" class="muted" aria-live="polite"></span></div>'
+        '<div class="tablewrap"><table id="runs"><thead><tr>'
+        f'{heads}</tr></thead><tbody id="runs-body"></tbody></table>'
+        '<p><button type="button" id="runs-more" hidden>Show more</button></p></div>'
+        "<noscript><p>The table needs JavaScript; failures.csv has the same data.</p></noscript>"
+    )
+
+
+def _warnings(data: SiteData) -> str:
+    if not data.warnings:
+        return ""
+    items = "".join(f"<li>{esc(w)}</li>" for w in data.warnings[:200])
+    extra = f"<li>…and {len(data.warnings) - 200} more</li>" if len(data.warnings) > 200 else ""
+    return (
+        f'<details class="small"><summary>{len(data.warnings)} problem(s) while building this '
+        f"page</summary><ul>{items}{extra}</ul></details>"
+    )
+
+
+def _table_data(runs: list[RunRow]) -> dict[str, Any]:
+    cols = [{k: v for k, v in c.items()} for c in COLUMNS]
+    rows = [_row(r) for r in runs]
+    return {"cols": cols, "rows": rows, "sort": DEFAULT_SORT}
+
+
+def _row(r: RunRow) -> list[Any]:
+    short = (r.run or "?").rsplit("_", 1)[-1][:8] if r.run else "?"
+    label = f"{short} · {r.experiment}" if r.experiment else short
+    buggy = r.buggy / r.steps if r.steps and r.buggy is not None else None
+    valid = None if r.valid is None else ("yes" if r.valid else "no")
+    result = {True: "succeeded", False: "failed", None: ""}[r.success]
+    values = {
+        "started": r.started.strftime("%Y-%m-%d %H:%M") if r.started else None,
+        "agent": r.agent,
+        "task": r.task,
+        "run": label,
+        "steps": r.steps,
+        "buggy": None if buggy is None else round(buggy, 4),
+        "valid": valid,
+        "best": r.best_metric if r.best_metric == r.best_metric else None,  # nan -> blank
+        "failures": r.failures,
+        "cause": r.cause,
+        "result": result,
+        "group": r.run_group,
+        "path": r.run_folder + (f" / {r.experiment}" if r.experiment else ""),
+        "href": r.href,
+        "txt": r.txt_href,
+    }
+    return [values[c["key"]] for c in COLUMNS]
