@@ -11,13 +11,15 @@ Exit status (the same for every subcommand, relied on by cron and CI):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -33,6 +35,7 @@ from job.core.config import (
     Shard,
 )
 from job.core.errors import UsageError
+from job.core.metrics import RunMetrics, write_metrics
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -61,6 +64,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="debug also shows botocore's own request logs on stderr (secrets redacted)",
     )
     parser.add_argument("--concurrent", type=_positive_int, default=None, metavar="N")
+    _metrics_flag(parser)
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would be done; touch nothing"
     )
@@ -80,6 +84,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="number of shards (also SHARD_COUNT)",
+    )
+
+
+def _metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-file",
+        type=Path,
+        default=os.environ.get("METRICS_FILE") or None,
+        metavar="PATH",
+        help="write Prometheus text-format metrics of this run there at the end "
+        "(node_exporter textfile collector; also METRICS_FILE)",
     )
 
 
@@ -171,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=os.environ.get("LOG_LEVEL", "info"),
         )
         extra.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
+        _metrics_flag(extra)
     return parser
 
 
@@ -275,7 +291,7 @@ def _load_command(command: str) -> None:
     gc.enable()
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
     _load_command(args.command)
     if args.command == "merge":
         from job.core.logs import get_logger
@@ -284,23 +300,31 @@ def _dispatch(args: argparse.Namespace) -> int:
         root: Path = args.output_dir
         _check_root(root)
         get_logger().info("merge.done", root=str(root), **merge_outputs(root))
-        write_site(root)
+        with _timed(metrics, "report"):
+            write_site(root)
         return EXIT_OK
     if args.command == "report":
         _check_root(args.output_dir)
-        write_site(args.output_dir)
+        with _timed(metrics, "report"):
+            write_site(args.output_dir)
         return EXIT_OK
     shard = _shard(args)
     if args.command == "download":
         from job.download.stage import run_download
 
-        return run_download(_download_config(args, args.output_dir, shard)).exit_status
+        with _timed(metrics, "download"):
+            downloaded = run_download(_download_config(args, args.output_dir, shard))
+        metrics.stages["download"] = downloaded
+        return downloaded.exit_status
     if args.command == "parse":
         from job.parse.stage import run_parse
         from job.report.journal_files import JOURNAL_FILES
 
         cfg = _parse_config(args, args.failed_runs_dir, args.output_dir, shard)
-        return run_parse(cfg, JOURNAL_FILES).exit_status
+        with _timed(metrics, "parse"):
+            parsed = run_parse(cfg, JOURNAL_FILES)
+        metrics.stages["parse"] = parsed
+        return parsed.exit_status
     if args.command == "run":
         from job.download.stage import run_download
         from job.parse.stage import ParseStage
@@ -314,14 +338,19 @@ def _dispatch(args: argparse.Namespace) -> int:
             # Journals are parsed as their archives arrive, by workers forked now,
             # before the download starts its threads (see ParseStage).
             early = parse.start_early()
-            downloaded = run_download(
-                _download_config(args, root / "failed_runs", shard),
-                on_published=parse.offer if early else None,
-            )
-            parsed = parse.finish()
+            with _timed(metrics, "download"):
+                downloaded = run_download(
+                    _download_config(args, root / "failed_runs", shard),
+                    on_published=parse.offer if early else None,
+                )
+            metrics.stages["download"] = downloaded
+            with _timed(metrics, "parse"):
+                parsed = parse.finish()
+            metrics.stages["parse"] = parsed
         if not args.dry_run and not shard.active:
             # Sharded workers leave the page to `merge`, which sees every shard's index.
-            write_site(root)
+            with _timed(metrics, "report"):
+                write_site(root)
         return max(downloaded.exit_status, parsed.exit_status)
     raise UsageError(f"unknown command {args.command!r}")
 
@@ -335,15 +364,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_format, level=getattr(logging, args.log_level.upper()))
     log = get_logger()
+    metrics = RunMetrics(args.command, started=time.time())
     try:
         with handle_stop_signals():
-            return _dispatch(args)
+            status = _dispatch(args, metrics)
     except UsageError as exc:
         log.error("usage_error", error=str(exc))
         print(f"analyze-failures: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        status = EXIT_USAGE
     except Interrupted as exc:
         log.warning("interrupted", signal=exc.signal_name, exit_status=exc.exit_status)
+        _write_metrics(args, metrics, exc.exit_status)
         if threading.active_count() > 1:
             # A worker may still sit in a socket read; its temporary folder is already
             # gone and nothing it could finish would be published, so don't wait for it.
@@ -351,3 +382,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(exc.exit_status)
         return exc.exit_status
+    _write_metrics(args, metrics, status)
+    return status
+
+
+def _write_metrics(args: argparse.Namespace, metrics: RunMetrics, status: int) -> None:
+    """The metrics file, whatever the outcome: an operator alerts on failures too."""
+    if args.metrics_file is None:
+        return
+    from job.core.logs import get_logger
+
+    try:
+        write_metrics(args.metrics_file, metrics, ended=time.time(), exit_status=status)
+    except OSError as exc:  # the run's own outcome stands; say why the file is stale
+        get_logger().error(
+            "metrics.unwritable", path=str(args.metrics_file), error=exc.strerror or str(exc)
+        )
+
+
+@contextlib.contextmanager
+def _timed(metrics: RunMetrics, stage: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        metrics.durations[stage] = round(time.monotonic() - started, 3)

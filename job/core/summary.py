@@ -26,11 +26,13 @@ class StageSummary:
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0
+    bytes_fetched: int = 0  # download: compressed bytes received (for the metrics file)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: Outcome, bytes_fetched: int = 0) -> None:
         with self._lock:
             setattr(self, outcome.value, getattr(self, outcome.value) + 1)
+            self.bytes_fetched += bytes_fetched
 
     @property
     def total(self) -> int:

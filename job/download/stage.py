@@ -305,7 +305,7 @@ def _record(
                 members=result.members,
             )
         )
-        summary.record(Outcome.SUCCEEDED)
+        summary.record(Outcome.SUCCEEDED, result.bytes_received)
         log.info(
             "download.archive",
             key=archive.key,
