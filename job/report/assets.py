@@ -187,7 +187,8 @@ svg.tree .buggy circle{fill:#f4c7c3}svg.tree .valid circle{fill:#c8e6c9}
 svg.tree .best circle{fill:#ffe082;stroke:var(--best);stroke-width:3}
 svg.tree .unknown circle{fill:#e0e0e0}
 svg.tree .sn{text-anchor:middle;font-weight:600;fill:#1d2430;pointer-events:none}
-svg.tree .mv{text-anchor:middle;fill:#1e6b3a;font-size:9px;pointer-events:none}
+svg.tree .mv{text-anchor:middle;fill:#1e6b3a;font-size:9px;pointer-events:none;
+paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
 svg.tree a:hover circle,svg.tree a:focus circle{stroke:#0b57d0;stroke-width:3}
 svg.tree a.sel circle{stroke:#0b57d0;stroke-width:4}
 .steps .step{border:1px solid var(--line);border-left:5px solid #bbb;border-radius:6px;margin:6px 0;
@@ -195,7 +196,7 @@ scroll-margin-top:8px}
 .steps .step.buggy{border-left-color:var(--bad)}.steps .step.valid{border-left-color:var(--ok)}
 .steps .step.best{border-left-color:var(--best);background:#fffdf3}
 .steps .step:target{outline:3px solid #9db4dc}
-.steps .step>summary{cursor:pointer;padding:6px 10px;list-style-position:outside;margin-left:14px}
+.steps .step>summary{cursor:pointer;padding:6px 10px;list-style-position:inside}
 .steps .step>summary .err{color:var(--bad);font-weight:600;overflow-wrap:anywhere}
 .steps .step>summary .det{color:var(--bad)}
 .steps .step>summary .ok{color:var(--ok);font-weight:600}
@@ -294,7 +295,7 @@ JOURNAL_JS = r"""
       if (s.d) { add(sm, " "); sm.appendChild(el("span", "det", "→ " + s.d)); }
     } else if (s.c === "buggy") {
       add(sm, " · ");
-      sm.appendChild(el("span", "err", "buggy (no exception)"));
+      sm.appendChild(el("span", "err", s.r ? "buggy: " + s.r : "buggy (no exception, no review)"));
     }
     if (s.m != null) { add(sm, " · "); sm.appendChild(el("span", "ok", "metric " + s.m)); }
     if (s.c === "best") add(sm, " · ★ best");

@@ -86,6 +86,11 @@ def fmt_int(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 step``, ``2 steps``, ``1,000 runs``: counts on the pages read as English."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
 def fmt_pct(part: int, whole: int) -> str:
     if not whole:
         return "–"

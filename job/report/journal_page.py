@@ -30,9 +30,17 @@ from typing import Any
 from job.model.journal import Journal, Node
 from job.model.taxonomy import step_details
 from job.report.assets import BASE_CSS, JOURNAL_CSS, JOURNAL_JS
-from job.report.html import esc, fmt_int, fmt_metric, fmt_pct, json_script_bytes, page_bytes
+from job.report.html import (
+    esc,
+    fmt_int,
+    fmt_metric,
+    fmt_pct,
+    json_script_bytes,
+    page_bytes,
+    plural,
+)
 from job.report.svg import Bar, bar_chart
-from job.report.tree import R, edges_svg, layout, node_class
+from job.report.tree import R, edges_svg, layout, node_class, shows_metric
 
 #: Header keys with a meaning of their own (not shown in the key/value list).
 INDEX_HREF = "index_href"
@@ -136,7 +144,7 @@ def _overview(journal: Journal, details: list[str | None]) -> str:
     stage_text = ", ".join(f"{stages[s]} {s}" for s in ("draft", "debug", "improve") if stages[s])
     cards = [
         (fmt_int(steps), f"steps ({stage_text})" if stage_text else "steps"),
-        (fmt_pct(buggy, steps), f"buggy ({fmt_int(buggy)} steps)"),
+        (fmt_pct(buggy, steps), f"buggy ({plural(buggy, 'step')})"),
         (fmt_int(valid), "valid steps"),
         (best_text, f"best metric ({best_note})"),
     ]
@@ -195,12 +203,31 @@ def _meta(journal: Journal, details: list[str | None], pos: list[Any]) -> dict[s
             item["e"] = _error_line(n)
             if detail:
                 item["d"] = detail
-        if n.metric.value is not None and n.is_buggy is not True:
+        elif n.is_buggy is True and n.analysis:
+            item["r"] = buggy_reason(n.analysis)
+        if shows_metric(n):
             item["m"] = fmt_metric(n.metric.value)
         if n.exec_time is not None:
             item["t"] = f"{n.exec_time:.1f} s"
         steps.append(item)
     return {"steps": steps, "chunk": CHUNK, "r": R}
+
+
+def buggy_reason(analysis: str) -> str:
+    """AIDE's own review, cut to its first sentence: why a step with no exception is buggy.
+
+    Without it the step's header said only "buggy (no exception)" and the reason
+    was one click and a scroll away, for every such step.
+    """
+    text = " ".join(analysis.split())
+    for end in (". ", "? ", "! "):
+        at = text.find(end)
+        if 0 < at < _SUMMARY_MESSAGE:
+            text = text[: at + 1]
+            break
+    if len(text) > _SUMMARY_MESSAGE:
+        text = text[: _SUMMARY_MESSAGE - 1] + "…"
+    return text
 
 
 def _error_line(n: Node) -> str:

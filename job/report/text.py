@@ -147,14 +147,17 @@ def _exceptions(counts: Mapping[str, int]) -> str | list[str]:
 def _overview(out: _Text, journal: Journal) -> None:
     """One line per step, so the shape of the search is visible before the details."""
     out.write(f"\n{'-' * WIDTH}\nSteps at a glance\n{'-' * WIDTH}\n")
-    out.write(f"{'step':>6}  {'stage':<8} {'parent':>6}  {'buggy':<7} {'metric':<10} error\n")
-    for node in journal.nodes:
+    metrics = ["-" if n.metric.value is None else _number(n.metric.value) for n in journal.nodes]
+    # As wide as the longest metric (0.7179789213213216 is 18 characters), so the
+    # error column stays one column however precise the metric is.
+    width = max([10, *map(len, metrics)])
+    out.write(f"{'step':>6}  {'stage':<8} {'parent':>6}  {'buggy':<7} {'metric':<{width}} error\n")
+    for node, metric in zip(journal.nodes, metrics, strict=True):
         parent = "-" if node.parent_step is None else str(node.parent_step)
-        metric = "-" if node.metric.value is None else _number(node.metric.value)
         error = "-" if node.error is None else _inline(node.error.type or "(untyped)")
         out.write(
             f"{node.step:>6}  {node.stage.value:<8} {parent:>6}  "
-            f"{_yes_no(node.is_buggy):<7} {metric:<10} {error}\n"
+            f"{_yes_no(node.is_buggy):<7} {metric:<{width}} {error}\n"
         )
 
 

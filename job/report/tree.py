@@ -22,6 +22,9 @@ DX = 34  # horizontal distance between leaves
 DY = 56  # vertical distance between depths
 R = 12  # node radius
 MARGIN = 26
+#: Height of the metric label drawn under a node (the page's script puts its baseline
+#: at y + R + 11): edges leave such a node below it, so no edge runs through a label.
+LABEL = 14
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,11 @@ def _place_subtree(
     return next_slot
 
 
+def shows_metric(node: Node) -> bool:
+    """The page labels a node with its metric when it has one and is not buggy."""
+    return node.metric.value is not None and node.is_buggy is not True
+
+
 def node_class(node: Node, best_index: int | None) -> str:
     if node.index == best_index:
         return "best"
@@ -118,9 +126,14 @@ def edges_svg(journal: Journal, pos: list[Placed], children: list[list[int]]) ->
     improve, debug = [], []
     for parent, kids in enumerate(children):
         p = pos[parent]
+        # Straight down through the band where labels sit (an unlabelled parent's own
+        # band is empty), then across: a slanted edge would cut a neighbour's label.
+        below = p.y + R + LABEL
+        drop = f"V{below:.0f}" if not shows_metric(nodes[parent]) else ""
+        start = p.y + R if drop else below
         for c in kids:
             q = pos[c]
-            seg = f"M{p.x:.0f} {p.y + R:.0f}L{q.x:.0f} {q.y - R:.0f}"
+            seg = f"M{p.x:.0f} {start:.0f}{drop}L{q.x:.0f} {q.y - R:.0f}"
             (debug if nodes[parent].is_buggy else improve).append(seg)
     out = []
     if improve:

@@ -264,3 +264,44 @@ def test_a_large_index_draws_rows_a_page_at_a_time(
     watched.page.fill("#runs-filter", base[0]["task_id"])
     expect(watched.page.locator("#runs-count")).to_contain_text("of 700 runs match")
     watched.assert_clean()
+
+
+def test_step_headers_say_why_and_markers_stay_inside(
+    tmp_path: Path, watched: Watched, artifacts: Path
+) -> None:
+    """A buggy step with no exception gives AIDE's reason in its header, unopened."""
+    from job.model.journal import build_journal
+    from tests.journal_builders import journal, node
+
+    review = (
+        "The script never wrote submission/submission.csv, so nothing can be graded. "
+        "It should save the predictions at the end."
+    )
+    doc = journal(
+        [node(0, value=0.7179789213213216), node(1, is_buggy=True, analysis=review)], {1: 0}
+    )
+    page = tmp_path / "reason.html"
+    page.write_bytes(
+        render_journal_page(build_journal(doc), header={"Task": "t"}, report_name="r.txt")
+    )
+    for width in (1400, 800):
+        watched.page.set_viewport_size({"width": width, "height": 900})
+        watched.open(page.as_uri())
+        header = watched.page.locator("#node-1 > summary")
+        expect(header).to_contain_text(
+            "buggy: The script never wrote submission/submission.csv, so nothing can be graded."
+        )
+        expect(header).not_to_contain_text("It should save")
+        assert watched.page.locator("#node-1").get_attribute("open") is None
+        # The disclosure marker is drawn inside the header box, clear of the coloured border.
+        geometry = watched.page.evaluate(
+            """() => { const d = document.querySelector('#node-1'), s = d.firstElementChild;
+                       const cs = getComputedStyle(s), ds = getComputedStyle(d);
+                       return {pos: cs.listStylePosition,
+                               border: d.getBoundingClientRect().left + parseFloat(ds.borderLeftWidth),
+                               summary: s.getBoundingClientRect().left}; }"""
+        )
+        assert geometry["pos"] == "inside"
+        assert geometry["summary"] >= geometry["border"]
+        watched.page.screenshot(path=str(artifacts / f"journal-reason-{width}.png"))
+    watched.assert_clean()

@@ -297,3 +297,19 @@ def test_long_block_is_cut_at_line_breaks_and_reads_the_same(
     monkeypatch.setattr(job.report.text, "_CHUNK", 64)
     text = "".join(f"line {i}\x1b[0m\r\n\n" if i % 7 else f"{'x' * 150}\n" for i in range(200))
     assert block_text(text) == reference_block(text)
+
+
+def test_overview_keeps_its_columns_for_long_metrics() -> None:
+    """A metric as AIDE stores it (0.7179789213213216) must not push the error column."""
+    nodes = [
+        node(0, value=0.7179789213213216),
+        failing(1, "KeyError", "'x'"),
+        node(2, value=12345678.123456789),
+    ]
+    report = render(journal(nodes, {1: 0, 2: 0}))
+    overview = report[report.index("Steps at a glance") : report.index("\nStep 0\n")]
+    header, *rows = [line for line in overview.splitlines()[2:] if line.strip("= ")]
+    column = header.index("error")
+    assert [row[column:].split()[0] for row in rows] == ["-", "KeyError", "-"]
+    assert [row[column - 1] for row in rows] == [" "] * 3  # nothing runs into the column
+    assert "0.7179789213213216" in rows[0]

@@ -647,3 +647,43 @@ def test_time_buckets_are_days_then_weeks() -> None:
     assert bucket(start + timedelta(days=1)) == "2025-08-26"
     labels, _ = time_buckets([start, start + timedelta(days=200)])
     assert (labels[0], labels[-1], len(labels)) == ("wk 2025-08-25", "wk 2026-03-09", 29)
+
+
+def test_tree_edges_never_cross_a_metric_label() -> None:
+    """Labels sit in a band under each node; every edge crosses that band vertically."""
+    from job.report.html import fmt_metric
+    from job.report.tree import LABEL, R, edges_svg, shows_metric
+
+    journal = big_journal(120)
+    pos, children, _w, _h = layout(journal)
+    labels = []  # (left, top, right, bottom) of each metric label, 5.5 px per character
+    for n in journal.nodes:
+        if shows_metric(n):
+            half = len(fmt_metric(n.metric.value)) * 5.5 / 2
+            p = pos[n.index]
+            labels.append((p.x - half, p.y + R + 2, p.x + half, p.y + R + LABEL - 1))
+    assert labels, "the journal must have labelled nodes for this test to mean anything"
+    segments = []
+    for d in re.findall(r'd="([^"]+)"', edges_svg(journal, pos, children)):
+        x = y = 0.0
+        for cmd, args in re.findall(r"([MVL])([^MVL]+)", d):
+            values = [float(v) for v in args.split()]
+            if cmd == "M":
+                x, y = values
+                continue
+            nx, ny = (x, values[0]) if cmd == "V" else (values[0], values[1])
+            segments.append((x, y, nx, ny))
+            x, y = nx, ny
+    assert segments
+
+    def crosses(seg: tuple[float, float, float, float], box: tuple[float, ...]) -> bool:
+        x0, y0, x1, y1 = seg
+        left, top, right, bottom = box
+        for i in range(101):  # sample the segment finely (boxes are 11 px tall)
+            x, y = x0 + (x1 - x0) * i / 100, y0 + (y1 - y0) * i / 100
+            if left < x < right and top < y < bottom:
+                return True
+        return False
+
+    hits = [(s, b) for s in segments for b in labels if crosses(s, b)]
+    assert hits == []
