@@ -178,24 +178,27 @@ def column_chart(stacks: Sequence[Stack], *, title: str, series: Sequence[str]) 
     axis_h = 34
     left = 48
     n = len(stacks)
-    slot = max(6.0, min(56.0, (_WIDTH - left - 10) / n))
+    # Columns share the whole width (a few columns used to huddle at the left); a
+    # column is at most 56 px wide and sits centred in its slot.
+    slot = max(6.0, (_WIDTH - left - 10) / n)
+    bar = min(56.0, slot - 2)
     width = max(_WIDTH, int(left + slot * n + 10))
     height = legend_h + plot_h + axis_h
-    top = max(sum(s.parts.values()) for s in stacks) or 1
+    step, top = nice_scale(max(sum(s.parts.values()) for s in stacks))
     base = legend_h + plot_h
     out = [_open(title, height, width), _legend(series, palette)]
-    for frac in (0.5, 1.0):
-        y = base - plot_h * frac
+    for tick in range(step, top + 1, step):
+        y = base - plot_h * tick / top
         out.append(
             f'<line x1="{left}" x2="{width - 6}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="val">'
-            f"{round(top * frac):,}</text>"
+            f"{tick:,}</text>"
         )
     out.append(f'<line x1="{left}" x2="{width - 6}" y1="{base}" y2="{base}" class="axis"/>')
     widest = max(len(s.label) for s in stacks) * 6.0 + 8  # 10px tick font
     every = max(1, math.ceil(widest / slot))  # labels never overlap
     for i, s in enumerate(stacks):
-        x = left + i * slot + 1
+        x = left + i * slot + (slot - bar) / 2
         y = float(base)
         total = sum(s.parts.values())
         tip = f"{s.label}: {total:,}" + (f" · {s.note}" if s.note else "")
@@ -207,17 +210,30 @@ def column_chart(stacks: Sequence[Stack], *, title: str, series: Sequence[str]) 
             h = plot_h * count / top
             y -= h
             out.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot - 2:.1f}" height="{max(h, 0.5):.1f}" '
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{max(h, 0.5):.1f}" '
                 f'fill="{palette[name]}"/>'
             )
         out.append("</g>")
         if i % every == 0:
             out.append(
-                f'<text x="{x + (slot - 2) / 2:.1f}" y="{base + 14}" text-anchor="middle" '
+                f'<text x="{x + bar / 2:.1f}" y="{base + 14}" text-anchor="middle" '
                 f'class="tick">{esc(s.label)}</text>'
             )
     out.append("</svg>")
     return "".join(out)
+
+
+def nice_scale(largest: int, ticks: int = 4) -> tuple[int, int]:
+    """A round tick step (1, 2 or 5 times a power of ten) and the axis top it reaches.
+
+    Ticks at 28 and 55 (halves of the largest column) made the chart hard to read;
+    people count in 10s, 20s, 50s.
+    """
+    rough = max(largest, 1) / ticks
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    step = max(1, int(step))
+    return step, step * math.ceil(max(largest, 1) / step)
 
 
 def _legend_height(series: Sequence[str], width: int = _WIDTH) -> int:

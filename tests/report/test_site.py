@@ -687,3 +687,15 @@ def test_tree_edges_never_cross_a_metric_label() -> None:
 
     hits = [(s, b) for s in segments for b in labels if crosses(s, b)]
     assert hits == []
+
+
+def test_the_over_time_chart_uses_its_width_with_round_ticks() -> None:
+    from job.report.svg import Stack, column_chart
+
+    stacks = [Stack(f"2025-08-{d:02d}", {"a": v, "b": 3}) for d, v in ((1, 20), (2, 52), (3, 7))]
+    svg = column_chart(stacks, title="Failures over time", series=["a", "b"])
+    width = float(re.search(r'viewBox="0 0 (\d+)', svg).group(1))
+    xs = [float(x) for x in re.findall(r'<rect x="([\d.]+)"', svg)]
+    assert max(xs) - min(xs) > width / 2, "three columns spread over the plot, not huddled left"
+    ticks = [int(v.replace(",", "")) for v in re.findall(r'class="val">([\d,]+)</text>', svg)]
+    assert ticks == [20, 40, 60]  # round steps up past the largest column (55)
