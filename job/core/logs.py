@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
 import orjson
 import structlog
+
+from job.core.signals import request_stop
 
 LogFormat = Literal["json", "console"]
 
@@ -68,12 +71,58 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
 
+class _ReaderGone:
+    """The log stream, made quiet once its reader has gone (``... | head``).
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError,
+    which used to end the run with a traceback. Here the first such write points
+    the descriptor at /dev/null (so later writes, and the flush at exit, succeed)
+    and asks the run to stop, as SIGPIPE stops other command-line tools: a dry
+    run ends with status 0, a real run like any stopped run (see the CLI).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def _reader_gone(self) -> None:
+        if self.closed_by_reader:
+            return
+        self.closed_by_reader = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # not a real descriptor: nothing will flush it at exit
+            pass
+        request_stop(signal.SIGPIPE)
+
+
 def configure_logging(
     fmt: LogFormat = "json", *, level: int = logging.INFO, stream: TextIO | None = None
 ) -> None:
     """Set up structlog for the whole process. Call once, from the CLI."""
     register_secrets(os.environ.get(name) for name in _SECRET_ENV_VARS)
-    out = stream or sys.stdout
+    out: Any = _ReaderGone(stream or sys.stdout)
     renderer: Any
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())

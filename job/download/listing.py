@@ -13,6 +13,7 @@ import botocore.exceptions as bce
 from job.core.atomic import TEMP_MARKER
 from job.core.config import RetrySettings, Shard, shard_of
 from job.core.errors import UsageError
+from job.download.awserrors import explain_config_error
 from job.download.retrying import client_error_code, diagnose, retrying
 
 ARCHIVE_SUFFIX = ".tar.gz"
@@ -63,11 +64,9 @@ def folder_for(key: str, prefix: str) -> str | None:
 
 
 def _explain_listing_error(exc: BaseException, where: BucketPath) -> UsageError:
-    if isinstance(exc, bce.NoCredentialsError):
-        return UsageError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "or pass --no-sign-request for a public bucket"
-        )
+    configuration = explain_config_error(exc)
+    if configuration is not None:
+        return configuration
     if isinstance(exc, bce.ClientError):
         code, status = client_error_code(exc)
         if code == "NoSuchBucket":
@@ -79,10 +78,6 @@ def _explain_listing_error(exc: BaseException, where: BucketPath) -> UsageError:
         if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
             return UsageError(f"access denied listing {where}: check the credentials' permissions")
         return UsageError(f"cannot list {where}: {code} (HTTP {status})")
-    if isinstance(exc, bce.EndpointConnectionError | bce.ConnectTimeoutError):
-        return UsageError(
-            f"cannot reach the S3 endpoint ({exc}): check --endpoint-url / AWS_ENDPOINT_URL"
-        )
     return UsageError(f"cannot list {where}: {diagnose(exc).cause}")
 
 
