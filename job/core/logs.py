@@ -153,6 +153,16 @@ def configure_logging(
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_StdlibRedactionFilter())
+    # botocore warns, with a whole traceback, when credentials or an SSO token
+    # cannot be refreshed, then raises the error that the CLI turns into its one
+    # line; below debug that warning would only bury the line under a traceback.
+    for name in _CREDENTIAL_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if level <= logging.DEBUG else logging.ERROR
+        )
+
+
+_CREDENTIAL_LOGGERS = ("botocore.credentials", "botocore.tokens", "botocore.utils")
 
 
 class _StdlibRedactionFilter(logging.Filter):

@@ -118,9 +118,11 @@ def explain_config_error(exc: BaseException) -> UsageError | None:
             "in the profile"
         )
     if isinstance(e, bce.CredentialRetrievalError):
+        # Not its error_msg: for a credential_process that is the program's own
+        # stderr, which may hold anything, secrets included.
         return UsageError(
-            f"cannot get AWS credentials from {_field(e, 'provider')} "
-            f"({_field(e, 'error_msg', 'no details')}): fix that source in the profile, or {_CREDS}"
+            f"cannot get AWS credentials from {_field(e, 'provider')}: run that source "
+            f"(e.g. the profile's credential_process) by hand to see why, or {_CREDS}"
         )
     if isinstance(e, bce.RefreshWithMFAUnsupportedError):
         return UsageError(
