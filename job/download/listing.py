@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -145,3 +146,28 @@ def _iter_objects(
         token = page.get("NextContinuationToken")
         if not token:
             return
+
+
+def nearest_prefixes(client: Any, where: BucketPath, *, limit: int = 5) -> list[str]:
+    """Prefixes beside ``where`` that do exist, closest in spelling first (one list call).
+
+    For a typo in --bucket-path (``failed_run/`` for ``failed_runs/``) the
+    right prefix is usually a sibling, so the parent is listed once with a
+    delimiter. Any error just means no suggestion: this only decorates a warning.
+    """
+    wanted = where.prefix.rstrip("/")
+    parent = posixpath.dirname(wanted)
+    parent = f"{parent}/" if parent else ""
+    try:
+        page = client.list_objects_v2(
+            Bucket=where.bucket, Prefix=parent, Delimiter="/", MaxKeys=1000
+        )
+    except Exception:
+        return []
+    found = [p["Prefix"] for p in page.get("CommonPrefixes", []) or [] if p.get("Prefix")]
+    found = [p for p in found if p != where.prefix]
+    ranked = sorted(
+        found,
+        key=lambda p: -difflib.SequenceMatcher(None, wanted, p.rstrip("/")).ratio(),
+    )
+    return [str(BucketPath(where.bucket, p)) for p in ranked[:limit]]
