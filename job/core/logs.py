@@ -22,6 +22,8 @@ from typing import Any, Literal, TextIO
 import orjson
 import structlog
 
+from job.core.console import ConsoleLines
+from job.core.progress import interrupting
 from job.core.signals import request_stop
 
 LogFormat = Literal["json", "console"]
@@ -117,6 +119,24 @@ class _ReaderGone:
         request_stop(signal.SIGPIPE)
 
 
+class _LineLogger:
+    """Writes each rendered event as a line, taking the progress bar off the screen first.
+
+    structlog's PrintLogger would print the line wherever the cursor is, that is
+    right after a progress bar drawn with ``\r`` on the same terminal.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        with interrupting():
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
 def configure_logging(
     fmt: LogFormat = "json", *, level: int = logging.INFO, stream: TextIO | None = None
 ) -> None:
@@ -125,7 +145,7 @@ def configure_logging(
     out: Any = _ReaderGone(stream or sys.stdout)
     renderer: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = ConsoleLines(out, colors=out.isatty())
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     structlog.configure(
@@ -138,7 +158,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=lambda *_args: _LineLogger(out),
         cache_logger_on_first_use=False,
     )
     # botocore/urllib3 log through stdlib logging; keep them quiet unless asked, and
