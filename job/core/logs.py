@@ -167,7 +167,7 @@ def configure_logging(
     # filter below is what keeps a session token out of them.
     logging.basicConfig(
         level=logging.DEBUG if level <= logging.DEBUG else logging.WARNING,
-        stream=sys.stderr,
+        handlers=[_BarAwareHandler(sys.stderr)],
         format="%(name)s: %(message)s",
         force=True,
     )
@@ -183,6 +183,14 @@ def configure_logging(
 
 
 _CREDENTIAL_LOGGERS = ("botocore.credentials", "botocore.tokens", "botocore.utils")
+
+
+class _BarAwareHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """botocore's own records, written on stderr like the progress bar: clear it first."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with interrupting():
+            super().emit(record)
 
 
 class _StdlibRedactionFilter(logging.Filter):
