@@ -11,12 +11,15 @@ S3 server of tests/conftest.py.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import inspect
 import json
 import os
 import string
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import botocore.exceptions as bce
@@ -255,6 +258,10 @@ def _case(tmp: Path, name: str) -> tuple[list[str], dict[str, str | None], str]:
         "endpoint-malformed": (["--endpoint-url", "not a url"], {}, "invalid S3 configuration"),
         "bucket-missing": (["--bucket-path", "s3://no-such-bucket/p/"], {}, "does not exist"),
         "bucket-name-invalid": (["--bucket-path", "s3://Bad_Name!/p/"], {}, "bucket name"),
+        # the output dir
+        "output-dir-under-a-file": (
+            ["--output-dir", _write(tmp / "a-file", "x") + "/out"], {}, "cannot create output dir"
+        ),
     }  # fmt: skip
     if name.startswith("sso"):
         _sso_cache(home, "https://example.awsapps.com/start" if name == "sso-expired" else "corp")
@@ -274,7 +281,7 @@ CASES = [
     "credentials-unreadable", "partial-credentials", "role-loop", "credential-process-fails",
     "sso-expired", "sso-session-expired", "no-credentials", "rejected-credentials",
     "defaults-mode", "checksum-setting", "endpoint-unreachable", "endpoint-malformed",
-    "bucket-missing", "bucket-name-invalid",
+    "bucket-missing", "bucket-name-invalid", "output-dir-under-a-file",
 ]  # fmt: skip
 
 
@@ -307,3 +314,53 @@ def test_configuration_error_is_one_line_and_exit_two(
     assert expected in result.stderr
     for secret in (SECRET_KEY, "sso-access-token-that-must-not-show"):
         assert secret not in result.stderr + result.stdout
+
+
+class _DenyingS3(http.server.BaseHTTPRequestHandler):
+    """Answers every request as S3 does when the credentials may not list the bucket."""
+
+    def do_GET(self) -> None:
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+            b"<Message>Access Denied</Message></Error>"
+        )
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def denying_endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DenyingS3)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_access_denied_is_one_line_and_exit_two(
+    denying_endpoint: str, tmp_path: Path, s3_env: dict[str, str]
+) -> None:
+    """Permissions: a real HTTP exchange with a loopback server that refuses as S3 does."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "job", "download",
+            "--endpoint-url", denying_endpoint,
+            "--bucket-path", "s3://bucket/failed_runs/",
+            "--output-dir", str(tmp_path / "out"),
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "ANALYZE_FAILURES_RETRIES": "1"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "access denied listing s3://bucket/failed_runs/" in result.stderr
+    assert "permissions" in result.stderr
