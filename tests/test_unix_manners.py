@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,30 @@ def test_dry_run_into_a_closed_pipe_ends_quietly_with_exit_zero(
     assert proc.wait(timeout=120) == 0, stderr
     assert stderr == ""  # no BrokenPipeError traceback, nothing at all
     assert not (tmp_path / "out").exists()
+
+
+def test_a_real_run_whose_reader_is_gone_stops_as_sigpipe_stops_other_tools(
+    s3, bucket: str, tmp_path: Path, s3_env: dict[str, str]
+) -> None:
+    # `analyze-failures download | true`: the reader has gone before the first line.
+    # The run must not go on fetching for nobody, nor end in a traceback; it stops as
+    # a stopped run does (nothing half done is published), with 128 + SIGPIPE.
+    s3.put_object(Bucket=bucket, Key="failed_runs/G.tar.gz", Body=tar_gz({"G/a": b"1"}))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            download_argv(bucket, tmp_path / "out"),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 128 + signal.SIGPIPE, result.stderr
+    assert result.stderr == b""
+    assert not (tmp_path / "out" / "G").exists()
 
 
 def test_a_prefix_without_archives_warns_with_the_nearest_prefixes(
