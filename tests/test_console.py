@@ -211,3 +211,36 @@ def test_readme_flags_table_lists_every_flag() -> None:
     }
     assert flags - documented == set(), "missing from the README's flags table"
     assert documented - flags == set(), "in the README's flags table but not in the CLI"
+
+
+def test_a_failed_archive_keeps_its_whole_path_and_its_error() -> None:
+    import io
+
+    from job.core.console import ConsoleLines
+
+    folder = (
+        "aide/proteingym-dms/A0A140D2T1_ZIKV_Sourisseau_2019/2025-08-25T20-49-28-GMT_run-group_aide"
+    )
+    line = ConsoleLines(io.StringIO(), colors=False)(
+        None,
+        "error",
+        {
+            "event": "download.archive",
+            "level": "error",
+            "timestamp": "2026-12-04T10:38:03.123Z",
+            "stage": "download",
+            "key": f"v1/artifacts/failed_runs/{folder}.tar.gz",
+            "folder": folder,
+            "outcome": "failed",
+            "error": "corrupt gzip data",
+            "bytes": 0,
+            "attempts": 3,
+            "seconds": 1.5,
+        },
+    )
+    assert line.startswith("10:38:03 error download.archive ")
+    assert f" {folder} FAILED " in line
+    assert 'error="corrupt gzip data"' in line
+    assert "attempts=3" in line
+    assert "key=" not in line
+    assert "stage=" not in line

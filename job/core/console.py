@@ -131,12 +131,11 @@ class ConsoleLines:
             parts.append(duration)
         rest = " ".join(parts)
         lead = f"{clock} {level:<5} {name}"
-        if subject:
+        if subject and level in ("debug", "info"):
+            # Warnings and errors keep the whole path: they are what a person acts on.
             room = self._width() - len(lead) - len(rest) - 2
             subject = shorten_middle(subject, max(room, 24))
-            line = f"{lead} {subject} {rest}".rstrip()
-        else:
-            line = f"{lead} {rest}".rstrip()
+        line = " ".join(part for part in (lead, subject, rest) if part)
         if self._colors:
             colour = _LEVEL_COLOURS.get(level, "0")
             line = line.replace(
