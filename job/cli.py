@@ -16,12 +16,13 @@ import gc
 import importlib
 import logging
 import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from job import __version__
 from job.core.config import (
@@ -50,20 +51,63 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+T = TypeVar("T")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    """A converter that accepts one of ``allowed`` (how choices are checked in env values)."""
+
+    def convert(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return text
+
+    return convert
+
+
+def _env_default(variable: str, convert: Callable[[str], T], fallback: T) -> T:
+    """The default a flag takes from ``variable``, checked exactly as the flag would be.
+
+    argparse checks neither the type nor the choices of a default, so without
+    this ``LOG_FORMAT=bogus`` quietly meant json and ``ANALYZE_FAILURES_RETRIES=abc``
+    crashed with a traceback. Empty means unset, as in the container's entrypoint.
+    """
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return fallback
+    try:
+        return convert(text)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise UsageError(f"{variable}={text!r} is invalid: {exc}") from None
+
+
+def _log_flags(parser: argparse.ArgumentParser) -> None:
+    formats, levels = ("json", "console"), ("debug", "info", "warning", "error")
     parser.add_argument(
         "--log-format",
-        choices=("json", "console"),
-        default=os.environ.get("LOG_FORMAT", "json"),
-        help="json lines on stdout (default) or human-readable console lines",
+        choices=formats,
+        default=_env_default("LOG_FORMAT", _choice(*formats), "json"),
+        help="json lines on stdout, or readable console lines (env LOG_FORMAT)",
     )
     parser.add_argument(
         "--log-level",
-        choices=("debug", "info", "warning", "error"),
-        default=os.environ.get("LOG_LEVEL", "info"),
-        help="debug also shows botocore's own request logs on stderr (secrets redacted)",
+        choices=levels,
+        default=_env_default("LOG_LEVEL", _choice(*levels), "info"),
+        help="debug also shows botocore's own request logs on stderr, secrets redacted "
+        "(env LOG_LEVEL)",
     )
-    parser.add_argument("--concurrent", type=_positive_int, default=None, metavar="N")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _log_flags(parser)
+    parser.add_argument(
+        "--concurrent",
+        type=_positive_int,
+        default=_env_default("CONCURRENT", _positive_int, None),
+        metavar="N",
+        help="archives in flight (default 8) / journal worker processes (default 2); "
+        "env CONCURRENT",
+    )
     _metrics_flag(parser)
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would be done; touch nothing"
@@ -76,14 +120,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="I",
-        help="this worker's shard (also JOB_COMPLETION_INDEX / AWS_BATCH_JOB_ARRAY_INDEX)",
+        help="this worker's shard (default: JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX "
+        "or SHARD_INDEX; unsharded)",
     )
     parser.add_argument(
         "--shard-count",
         type=_positive_int,
         default=None,
         metavar="N",
-        help="number of shards (also SHARD_COUNT)",
+        help="number of shards (default: SHARD_COUNT; unsharded)",
     )
 
 
@@ -93,13 +138,18 @@ def _metrics_flag(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=os.environ.get("METRICS_FILE") or None,
         metavar="PATH",
-        help="write Prometheus text-format metrics of this run there at the end "
-        "(node_exporter textfile collector; also METRICS_FILE)",
+        help="write Prometheus text-format metrics of this run there at the end, for "
+        "node_exporter's textfile collector (default: METRICS_FILE; none)",
     )
 
 
 def _download_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bucket-path", default=DEFAULT_BUCKET_PATH, metavar="s3://BUCKET/PREFIX/")
+    parser.add_argument(
+        "--bucket-path",
+        default=DEFAULT_BUCKET_PATH,
+        metavar="s3://BUCKET/PREFIX/",
+        help="every *.tar.gz under it, at any depth, is a failed-run archive",
+    )
     parser.add_argument(
         "--keep-compressed",
         action="store_true",
@@ -118,7 +168,7 @@ def _download_flags(parser: argparse.ArgumentParser) -> None:
         "--max-bytes",
         type=_positive_int,
         default=DEFAULT_MAX_BYTES,
-        help="largest total extracted size of one archive, in bytes",
+        help="largest total extracted size of one archive, in bytes (default: 64 GiB)",
     )
     parser.add_argument(
         "--max-members",
@@ -132,9 +182,9 @@ def _download_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retries",
         type=_positive_int,
-        default=int(os.environ.get("ANALYZE_FAILURES_RETRIES", "6")),
+        default=_env_default("ANALYZE_FAILURES_RETRIES", _positive_int, 6),
         metavar="N",
-        help="attempts per request before an archive fails (default 6)",
+        help="attempts per request before an archive fails (env ANALYZE_FAILURES_RETRIES)",
     )
 
 
@@ -145,47 +195,85 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows every default a flag has, unless its help already says it.
+
+    Flags without a value (``--dry-run``) and defaults that are resolved later
+    (None) are left alone: their help text says what happens instead.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            action.default not in (None, False, argparse.SUPPRESS)
+            and action.nargs != 0
+            and "default" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="analyze-failures",
+        formatter_class=_HelpFormatter,
         description="Fetch failed biomlbench run groups from S3, extract them safely and report why the agents failed.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    dl = sub.add_parser("download", help="fetch and extract new or changed failed-run archives")
+    def add(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, formatter_class=_HelpFormatter)
+
+    dl = add("download", "fetch and extract new or changed failed-run archives")
     _common(dl)
     _download_flags(dl)
-    dl.add_argument("--output-dir", type=Path, default=Path("failed_runs"))
-
-    ps = sub.add_parser("parse", help="turn every AIDE journal into a text report and an index")
-    _common(ps)
-    ps.add_argument("--failed-runs-dir", type=Path, default=Path("failed_runs"))
-    ps.add_argument("--output-dir", type=Path, default=Path("aide_journals"))
-
-    run = sub.add_parser(
-        "run", help="download then parse, into ROOT/failed_runs and ROOT/aide_journals"
+    dl.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("failed_runs"),
+        help="where the archives are extracted, one folder each",
     )
+
+    ps = add("parse", "turn every AIDE journal into a text report and an index")
+    _common(ps)
+    ps.add_argument(
+        "--failed-runs-dir",
+        type=Path,
+        default=Path("failed_runs"),
+        help="where the extracted runs are (download's --output-dir)",
+    )
+    ps.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("aide_journals"),
+        help="where the reports and index.json go",
+    )
+
+    run = add("run", "download then parse, into ROOT/failed_runs and ROOT/aide_journals")
     _common(run)
     _download_flags(run)
-    run.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
+    run.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("."),
+        metavar="ROOT",
+        help="writes ROOT/failed_runs, ROOT/aide_journals and ROOT/index.html",
+    )
 
     for name, text in (
         ("merge", "combine the shard manifests and indexes of a run root, then write the report"),
         ("report", "write ROOT/index.html and ROOT/failures.csv from an existing output dir"),
     ):
-        extra = sub.add_parser(name, help=text)
+        extra = add(name, text)
+        _log_flags(extra)
         extra.add_argument(
-            "--log-format",
-            choices=("json", "console"),
-            default=os.environ.get("LOG_FORMAT", "json"),
+            "--output-dir",
+            type=Path,
+            default=Path("."),
+            metavar="ROOT",
+            help="the run's output dir (the --output-dir of `run`)",
         )
-        extra.add_argument(
-            "--log-level",
-            choices=("debug", "info", "warning", "error"),
-            default=os.environ.get("LOG_LEVEL", "info"),
-        )
-        extra.add_argument("--output-dir", type=Path, default=Path("."), metavar="ROOT")
         _metrics_flag(extra)
     return parser
 
@@ -355,12 +443,36 @@ def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
     raise UsageError(f"unknown command {args.command!r}")
 
 
+def _usage_exit(exc: UsageError, log: Any = None) -> int:
+    """One line on stderr (and the event, once logging is set up), then exit status 2."""
+    if log is not None:
+        log.error("usage_error", error=str(exc))
+    print(f"analyze-failures: error: {exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _configuration_error(exc: Exception) -> UsageError | None:
+    """A botocore configuration exception that escaped the stages, as a usage error.
+
+    The stages map these where they talk to botocore; this is the net under them,
+    so that no AWS configuration problem ever ends in a traceback and exit 1.
+    """
+    if not type(exc).__module__.startswith("botocore"):
+        return None
+    from job.download.awserrors import explain_config_error
+
+    return explain_config_error(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     gc.disable()  # until the modules are in: see _load_command
     from job.core.logs import configure_logging, get_logger
     from job.core.signals import Interrupted, handle_stop_signals
 
-    parser = build_parser()
+    try:
+        parser = build_parser()  # reads and checks the environment's defaults
+    except UsageError as exc:
+        return _usage_exit(exc)
     args = parser.parse_args(argv)
     configure_logging(args.log_format, level=getattr(logging, args.log_level.upper()))
     log = get_logger()
@@ -369,10 +481,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with handle_stop_signals():
             status = _dispatch(args, metrics)
     except UsageError as exc:
-        log.error("usage_error", error=str(exc))
-        print(f"analyze-failures: error: {exc}", file=sys.stderr)
-        status = EXIT_USAGE
+        status = _usage_exit(exc, log)
     except Interrupted as exc:
+        if exc.signum == signal.SIGPIPE and getattr(args, "dry_run", False):
+            return EXIT_OK  # the reader of a dry run's plan has read enough; nothing was touched
         log.warning("interrupted", signal=exc.signal_name, exit_status=exc.exit_status)
         _write_metrics(args, metrics, exc.exit_status)
         if threading.active_count() > 1:
@@ -382,6 +494,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(exc.exit_status)
         return exc.exit_status
+    except Exception as exc:
+        explained = _configuration_error(exc)
+        if explained is None:
+            raise
+        status = _usage_exit(explained, log)
     _write_metrics(args, metrics, status)
     return status
 

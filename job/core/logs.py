@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
 import orjson
 import structlog
+
+from job.core.console import ConsoleLines
+from job.core.progress import interrupting
+from job.core.signals import request_stop
 
 LogFormat = Literal["json", "console"]
 
@@ -68,15 +73,79 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
 
+class _ReaderGone:
+    """The log stream, made quiet once its reader has gone (``... | head``).
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError,
+    which used to end the run with a traceback. Here the first such write points
+    the descriptor at /dev/null (so later writes, and the flush at exit, succeed)
+    and asks the run to stop, as SIGPIPE stops other command-line tools: a dry
+    run ends with status 0, a real run like any stopped run (see the CLI).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def _reader_gone(self) -> None:
+        if self.closed_by_reader:
+            return
+        self.closed_by_reader = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # not a real descriptor: nothing will flush it at exit
+            pass
+        request_stop(signal.SIGPIPE)
+
+
+class _LineLogger:
+    """Writes each rendered event as a line, taking the progress bar off the screen first.
+
+    structlog's PrintLogger would print the line wherever the cursor is, that is
+    right after a progress bar drawn with ``\r`` on the same terminal.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        with interrupting():
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
 def configure_logging(
     fmt: LogFormat = "json", *, level: int = logging.INFO, stream: TextIO | None = None
 ) -> None:
     """Set up structlog for the whole process. Call once, from the CLI."""
     register_secrets(os.environ.get(name) for name in _SECRET_ENV_VARS)
-    out = stream or sys.stdout
+    out: Any = _ReaderGone(stream or sys.stdout)
     renderer: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = ConsoleLines(out, colors=out.isatty())
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     structlog.configure(
@@ -89,7 +158,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=lambda *_args: _LineLogger(out),
         cache_logger_on_first_use=False,
     )
     # botocore/urllib3 log through stdlib logging; keep them quiet unless asked, and
@@ -98,12 +167,30 @@ def configure_logging(
     # filter below is what keeps a session token out of them.
     logging.basicConfig(
         level=logging.DEBUG if level <= logging.DEBUG else logging.WARNING,
-        stream=sys.stderr,
+        handlers=[_BarAwareHandler(sys.stderr)],
         format="%(name)s: %(message)s",
         force=True,
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_StdlibRedactionFilter())
+    # botocore warns, with a whole traceback, when credentials or an SSO token
+    # cannot be refreshed, then raises the error that the CLI turns into its one
+    # line; below debug that warning would only bury the line under a traceback.
+    for name in _CREDENTIAL_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if level <= logging.DEBUG else logging.ERROR
+        )
+
+
+_CREDENTIAL_LOGGERS = ("botocore.credentials", "botocore.tokens", "botocore.utils")
+
+
+class _BarAwareHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """botocore's own records, written on stderr like the progress bar: clear it first."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with interrupting():
+            super().emit(record)
 
 
 class _StdlibRedactionFilter(logging.Filter):

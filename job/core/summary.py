@@ -43,15 +43,20 @@ class StageSummary:
         return self.succeeded + self.failed
 
     def as_event(self) -> dict[str, Any]:
-        """Fields of the summary event; rates are over items attempted in this run."""
+        """Fields of the summary event; rates are over items attempted in this run.
+
+        With nothing attempted the rates are None (JSON null): a re-run that had
+        nothing new did not succeed 100% of the time, and a dashboard averaging
+        the rates must not count it as if it had.
+        """
         attempted = self.attempted
         return {
             "total": self.total,
             "succeeded": self.succeeded,
             "failed": self.failed,
             "skipped": self.skipped,
-            "success_rate": round(self.succeeded / attempted, 4) if attempted else 1.0,
-            "failure_rate": round(self.failed / attempted, 4) if attempted else 0.0,
+            "success_rate": round(self.succeeded / attempted, 4) if attempted else None,
+            "failure_rate": round(self.failed / attempted, 4) if attempted else None,
         }
 
     def emit(self, log: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import botocore.exceptions as bce
 from job.core.atomic import TEMP_MARKER
 from job.core.config import RetrySettings, Shard, shard_of
 from job.core.errors import UsageError
+from job.download.awserrors import explain_config_error
 from job.download.retrying import client_error_code, diagnose, retrying
 
 ARCHIVE_SUFFIX = ".tar.gz"
@@ -63,11 +65,9 @@ def folder_for(key: str, prefix: str) -> str | None:
 
 
 def _explain_listing_error(exc: BaseException, where: BucketPath) -> UsageError:
-    if isinstance(exc, bce.NoCredentialsError):
-        return UsageError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "or pass --no-sign-request for a public bucket"
-        )
+    configuration = explain_config_error(exc)
+    if configuration is not None:
+        return configuration
     if isinstance(exc, bce.ClientError):
         code, status = client_error_code(exc)
         if code == "NoSuchBucket":
@@ -79,10 +79,6 @@ def _explain_listing_error(exc: BaseException, where: BucketPath) -> UsageError:
         if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
             return UsageError(f"access denied listing {where}: check the credentials' permissions")
         return UsageError(f"cannot list {where}: {code} (HTTP {status})")
-    if isinstance(exc, bce.EndpointConnectionError | bce.ConnectTimeoutError):
-        return UsageError(
-            f"cannot reach the S3 endpoint ({exc}): check --endpoint-url / AWS_ENDPOINT_URL"
-        )
     return UsageError(f"cannot list {where}: {diagnose(exc).cause}")
 
 
@@ -150,3 +146,28 @@ def _iter_objects(
         token = page.get("NextContinuationToken")
         if not token:
             return
+
+
+def nearest_prefixes(client: Any, where: BucketPath, *, limit: int = 5) -> list[str]:
+    """Prefixes beside ``where`` that do exist, closest in spelling first (one list call).
+
+    For a typo in --bucket-path (``failed_run/`` for ``failed_runs/``) the
+    right prefix is usually a sibling, so the parent is listed once with a
+    delimiter. Any error just means no suggestion: this only decorates a warning.
+    """
+    wanted = where.prefix.rstrip("/")
+    parent = posixpath.dirname(wanted)
+    parent = f"{parent}/" if parent else ""
+    try:
+        page = client.list_objects_v2(
+            Bucket=where.bucket, Prefix=parent, Delimiter="/", MaxKeys=1000
+        )
+    except Exception:
+        return []
+    found = [p["Prefix"] for p in page.get("CommonPrefixes", []) or [] if p.get("Prefix")]
+    found = [p for p in found if p != where.prefix]
+    ranked = sorted(
+        found,
+        key=lambda p: -difflib.SequenceMatcher(None, wanted, p.rstrip("/")).ratio(),
+    )
+    return [str(BucketPath(where.bucket, p)) for p in ranked[:limit]]

@@ -23,6 +23,7 @@ import orjson
 from job.core.config import S3Settings
 from job.core.errors import UsageError
 from job.core.logs import register_secrets
+from job.download.awserrors import explain_config_error
 
 
 def _custom_endpoint(settings: S3Settings) -> bool:
@@ -56,25 +57,37 @@ class _OrjsonModelLoader:
         return None
 
 
+#: The services a run's session may need: S3, and those the credential chain calls
+#: itself (SSO and its token refresh, STS for assumed roles, ``aws login`` sessions).
+SESSION_SERVICES = ("s3", "sso", "sso-oidc", "sts", "signin")
+
+
 class _S3ModelLoader(botocore.loaders.Loader):
     """botocore's model loader, for a session that only ever makes S3 clients.
 
     Before loading a model botocore checks that the service exists by listing
     every service it ships: about 900 ``listdir`` and 2,800 ``stat`` calls, 25 ms
-    of every start (see docs/PERFORMANCE.md). Here only S3's folders are looked
-    at; asking for any other service's model fails as for an unknown one.
+    of every start (see docs/PERFORMANCE.md). Here only the folders of
+    :data:`SESSION_SERVICES` are looked at (S3's, and those an SSO or assumed-role
+    profile needs to get credentials: without them such a profile failed with
+    "Unknown service: 'sso'"); asking for any other service fails as for an unknown one.
     """
 
     def list_available_services(self, type_name: str) -> list[str]:
-        for root in self.search_paths:
-            folder = os.path.join(root, "s3")
-            try:
-                versions = os.listdir(folder)
-            except OSError:
-                continue
-            if any(self.file_loader.exists(os.path.join(folder, v, type_name)) for v in versions):
-                return ["s3"]
-        return []
+        found: list[str] = []
+        for service in SESSION_SERVICES:
+            for root in self.search_paths:
+                folder = os.path.join(root, service)
+                try:
+                    versions = os.listdir(folder)
+                except OSError:
+                    continue
+                if any(
+                    self.file_loader.exists(os.path.join(folder, v, type_name)) for v in versions
+                ):
+                    found.append(service)
+                    break
+        return found
 
 
 def _session() -> boto3.session.Session:
@@ -92,6 +105,20 @@ def _session() -> boto3.session.Session:
 
 
 def make_client(settings: S3Settings, *, pool_size: int) -> Any:
+    """The shared S3 client; any AWS configuration problem becomes a one-line UsageError.
+
+    botocore reads the profile, config files and credential sources lazily, from
+    the session's constructor to the first credential lookup, so the whole
+    construction is guarded, not one call.
+    """
+    try:
+        return _make_client(settings, pool_size=pool_size)
+    except bce.BotoCoreError as exc:
+        explained = explain_config_error(exc)
+        raise (explained or UsageError(f"invalid S3 configuration: {exc}")) from None
+
+
+def _make_client(settings: S3Settings, *, pool_size: int) -> Any:
     session = _session()
     config = botocore.config.Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
@@ -106,15 +133,15 @@ def make_client(settings: S3Settings, *, pool_size: int) -> Any:
     )
     try:
         client = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+    except bce.BotoCoreError:
+        raise  # explained by make_client (some are ValueErrors too, e.g. a bad region)
     except ValueError as exc:  # e.g. a malformed --endpoint-url
         raise UsageError(f"invalid S3 configuration: {exc}") from None
-    except bce.BotoCoreError as exc:
-        raise UsageError(f"invalid S3 configuration: {exc}") from None
     if not settings.no_sign_request:
-        try:
-            creds = session.get_credentials()
-        except bce.BotoCoreError as exc:
-            raise UsageError(f"cannot load AWS credentials: {exc}") from None
+        # Resolving (and freezing) the credentials here, not at the first request,
+        # makes an expired SSO session or a failing credential_process a usage error
+        # before anything starts.
+        creds = session.get_credentials()
         if creds is not None:
             frozen = creds.get_frozen_credentials()
             register_secrets([frozen.secret_key, frozen.token])

@@ -25,7 +25,7 @@ from job.core.progress import Progress
 from job.core.signals import raise_if_stopped, stop_requested
 from job.core.summary import Outcome, StageSummary
 from job.download.fetch import Fetcher, FetchResult, InFlight
-from job.download.listing import Archive, list_archives, parse_bucket_path
+from job.download.listing import Archive, list_archives, nearest_prefixes, parse_bucket_path
 from job.download.retrying import diagnose
 from job.download.s3client import make_client
 from job.download.throttle import AdaptiveThrottle
@@ -171,6 +171,15 @@ def run_download(
         shard=f"{cfg.shard.index}/{cfg.shard.count}" if cfg.shard.active else None,
         to_fetch=sum(p.status is not Status.UP_TO_DATE for p in planned),
     )
+    if not archives and not rejected and not cfg.shard.active:
+        # Exit 0 is right (nothing failed), but a typo in the prefix must not pass as
+        # "nothing new": say so, with the prefixes that do exist next to it.
+        log.warning(
+            "download.empty",
+            bucket_path=str(where),
+            problem="no *.tar.gz archives under this path: check --bucket-path",
+            nearest=nearest_prefixes(client, where),
+        )
     if cfg.dry_run:
         for p in planned:
             log.info(
