@@ -54,6 +54,14 @@ LABEL org.opencontainers.image.title="biomlbench-failure-analysis" \
       org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.licenses="MIT"
 
+# tini as PID 1: the parse stage forks worker processes, and PID 1 must reap any
+# that are orphaned (or zombies pile up) and pass SIGTERM/SIGINT on. Debian's
+# package, pinned; the apt lists are removed in the same layer. -s (subreaper)
+# keeps it correct under an outer init too (compose's `init: true`, `docker run --init`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+    && rm -rf /var/lib/apt/lists/*
+
 # A fixed uid/gid (not just a name): Kubernetes' runAsNonRoot can only verify a
 # numeric USER, and host folders can be chown'ed to it ahead of time.
 RUN groupadd --gid 10001 app \
@@ -82,6 +90,8 @@ USER 10001:10001
 # watches the exit code and the deadline instead.
 HEALTHCHECK NONE
 
-# Exec form, and the script execs the job: analyze-failures becomes PID 1 and
-# receives SIGTERM itself (it stops cleanly and exits 143). No arguments = `run`.
-ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
+# Exec form. tini is PID 1: it forwards SIGTERM/SIGINT to its one child, reaps
+# every orphan, and exits with the child's status. The entrypoint execs the job,
+# so analyze-failures is that child: it gets the signal, stops cleanly and exits
+# 143 (130 for SIGINT), which tini returns as its own. No arguments = `run`.
+ENTRYPOINT ["/usr/bin/tini", "-s", "--", "/usr/local/bin/entrypoint.sh"]
