@@ -1,9 +1,10 @@
-# syntax=docker/dockerfile:1
-#
 # analyze-failures as a batch-job image.
 #   docker build -t biomlbench-failure-analysis .
 #   docker run --rm -v "$PWD/output:/data" -e BUCKET_PATH=s3://bucket/prefix/ biomlbench-failure-analysis
 # Configuration is environment only (see entrypoint.sh and docs/container.md).
+# No `# syntax=` line: BuildKit would pull a frontend image (docker/dockerfile) for
+# it, so a build without registry access could not start. BuildKit's built-in
+# frontend and podman/buildah understand everything used here.
 
 # One pin for both stages: the venv built below links to this interpreter, so the
 # final stage must have the very same Python. Pinned to a patch release; bump it
@@ -21,10 +22,14 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-# The lock first, alone: the dependency layer is rebuilt only when the lock changes.
+# The locks first, alone: the dependency layer is rebuilt only when a lock changes.
 # Every wheel is checked against its hash; --no-deps so nothing unlocked sneaks in.
-COPY requirements/runtime.lock requirements/runtime.lock
-RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements/runtime.lock
+# build.lock is the package's build backend (setuptools), pinned and hashed too:
+# the package is then built without build isolation, which would otherwise fetch
+# whatever setuptools is newest, unpinned and unchecked.
+COPY requirements/runtime.lock requirements/build.lock requirements/
+RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements/runtime.lock \
+        -r requirements/build.lock
 
 # README.md is read by the build backend (pyproject's `readme`).
 COPY pyproject.toml README.md ./
@@ -34,7 +39,7 @@ COPY job ./job
 # Bytecode is compiled here, once: with PYTHONDONTWRITEBYTECODE every start would
 # otherwise recompile the job and its dependencies (~0.5 s of a ~1 s run, see
 # docs/PERFORMANCE.md); hash-checked .pyc files stay valid whatever COPY does to mtimes.
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir --no-build-isolation --no-deps . \
     && pip uninstall --yes pip setuptools \
     && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
@@ -48,6 +53,14 @@ LABEL org.opencontainers.image.title="biomlbench-failure-analysis" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.licenses="MIT"
+
+# tini as PID 1: the parse stage forks worker processes, and PID 1 must reap any
+# that are orphaned (or zombies pile up) and pass SIGTERM/SIGINT on. Debian's
+# package, pinned; the apt lists are removed in the same layer. -s (subreaper)
+# keeps it correct under an outer init too (compose's `init: true`, `docker run --init`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+    && rm -rf /var/lib/apt/lists/*
 
 # A fixed uid/gid (not just a name): Kubernetes' runAsNonRoot can only verify a
 # numeric USER, and host folders can be chown'ed to it ahead of time.
@@ -77,6 +90,8 @@ USER 10001:10001
 # watches the exit code and the deadline instead.
 HEALTHCHECK NONE
 
-# Exec form, and the script execs the job: analyze-failures becomes PID 1 and
-# receives SIGTERM itself (it stops cleanly and exits 143). No arguments = `run`.
-ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
+# Exec form. tini is PID 1: it forwards SIGTERM/SIGINT to its one child, reaps
+# every orphan, and exits with the child's status. The entrypoint execs the job,
+# so analyze-failures is that child: it gets the signal, stops cleanly and exits
+# 143 (130 for SIGINT), which tini returns as its own. No arguments = `run`.
+ENTRYPOINT ["/usr/bin/tini", "-s", "--", "/usr/local/bin/entrypoint.sh"]

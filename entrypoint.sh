@@ -5,14 +5,18 @@
 #   (no arguments)          analyze-failures run --output-dir "$OUTPUT_DIR" <env flags>
 #   --flag ...              the same, with the flags appended (they win over env)
 #   download|parse|run|merge|report [flags]
-#                           that subcommand, with the env flags that apply to it
+#                           that subcommand, with the env flags that apply to it:
+#                             download  download --output-dir "$OUTPUT_DIR/failed_runs"
+#                             parse     parse --failed-runs-dir .../failed_runs --output-dir .../aide_journals
+#                             merge     merge --output-dir "$OUTPUT_DIR" (shards, then the report)
+#                             report    report --output-dir "$OUTPUT_DIR" (index.html and failures.csv only)
 #   --version               analyze-failures --version
 #   anything else           exec'd as is (bash, python ...), for debugging
 #
 # Environment (empty = unset):
 #   OUTPUT_DIR=/data  BUCKET_PATH  ENDPOINT_URL  CONCURRENT  LOG_FORMAT
 #   KEEP_COMPRESSED  DRY_RUN  FORCE  NO_SIGN_REQUEST   (booleans: 1/true/yes/on, 0/false/no/off)
-#   AWS_* (credentials, AWS_PROFILE, AWS_ENDPOINT_URL), SHARD_INDEX, SHARD_COUNT,
+#   AWS_* (credentials, AWS_PROFILE, AWS_ENDPOINT_URL), SHARD_INDEX, SHARD_COUNT, METRICS_FILE,
 #   JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX: read by boto3 / the CLI directly.
 #   ANALYZE_FAILURES_BIN: the program to exec (tests point it at a venv).
 set -euo pipefail
@@ -93,6 +97,34 @@ esac
 for arg in "$@"; do
     [[ $arg == -h || $arg == --help ]] && exec "$bin" "$command" "$@"
 done
+
+# AWS files this uid cannot read. boto3 silently skips a file it cannot open, so a
+# host's ~/.aws mounted as is (credentials mode 0600, owned by the host user, not
+# by this uid) would surface later as "profile not found" or "no credentials".
+# Checked only where the files are the credential source: a profile is named, or
+# neither static keys, web identity (IRSA) nor container credentials are set.
+# A skipped bucket read (merge, report, --no-sign-request) needs no credentials.
+aws_files_matter() {
+    [[ $command == merge || $command == report ]] && return 1
+    enabled NO_SIGN_REQUEST && return 1
+    [[ " $* " == *" --no-sign-request "* ]] && return 1
+    [[ -n ${AWS_PROFILE:-}${AWS_DEFAULT_PROFILE:-} ]] && return 0
+    [[ -z ${AWS_ACCESS_KEY_ID:-}${AWS_WEB_IDENTITY_TOKEN_FILE:-} ]] &&
+        [[ -z ${AWS_CONTAINER_CREDENTIALS_RELATIVE_URI:-}${AWS_CONTAINER_CREDENTIALS_FULL_URI:-} ]]
+}
+if aws_files_matter "$@"; then
+    aws_fix="run as its owner (compose: ANALYZE_UID/ANALYZE_GID), or pass AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead (see docs/container.md, Credentials)"
+    for file in "${AWS_SHARED_CREDENTIALS_FILE:-${HOME:-}/.aws/credentials}" \
+        "${AWS_CONFIG_FILE:-${HOME:-}/.aws/config}"; do
+        folder=$(dirname -- "$file")
+        if [[ -d $folder && ! -x $folder ]]; then
+            die "AWS folder $folder is not readable by uid $(id -u): $aws_fix"
+        fi
+        if [[ -e $file && ! -r $file ]]; then
+            die "AWS file $file is not readable by uid $(id -u): $aws_fix"
+        fi
+    done
+fi
 
 # The volume must be there and writable by this uid. A dry run is checked too: it
 # is how a new deployment is tried out, and this is its most common mistake.

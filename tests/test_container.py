@@ -286,12 +286,19 @@ def test_dockerfile_pins_one_slim_python_for_both_stages_and_runs_as_10001():
         "--from=builder /opt/venv /opt/venv",
         "--chmod=0755 entrypoint.sh /usr/local/bin/entrypoint.sh",
     ]
-    assert not any(w == "RUN" and re.search(r"pip|apt|gcc|make", r) for w, r in final)
+    runs = [r for w, r in final if w == "RUN"]
+    assert not any(re.search(r"pip|gcc|make", r) for r in runs)
+    # The one package installed there is tini (the init), pinned, lists removed.
+    (apt,) = [r for r in runs if "apt" in r]
+    assert re.search(r"apt-get install -y --no-install-recommends tini=\S+\s+&&", apt), apt
+    assert apt.rstrip().endswith("rm -rf /var/lib/apt/lists/*")
     assert ("USER", "10001:10001") in final
     assert ("VOLUME", '["/data"]') in final
     assert ("HEALTHCHECK", "NONE") in final
     assert final_words[-1] == "ENTRYPOINT"
-    assert json.loads(final[-1][1]) == ["/usr/local/bin/entrypoint.sh"]
+    # tini is PID 1 (it reaps the parse workers and forwards signals), the entrypoint
+    # its child; -s keeps it a subreaper under an outer init (compose's `init: true`).
+    assert json.loads(final[-1][1]) == ["/usr/bin/tini", "-s", "--", "/usr/local/bin/entrypoint.sh"]
     assert any(w == "ENV" and "OUTPUT_DIR=/data" in r for w, r in final)
     labels = " ".join(r for w, r in final if w == "LABEL")
     for key in ("source", "version", "title", "description", "licenses"):
@@ -300,6 +307,27 @@ def test_dockerfile_pins_one_slim_python_for_both_stages_and_runs_as_10001():
     builder_runs = " ".join(r for w, r in steps[: len(steps) - len(final)] if w == "RUN")
     assert "--require-hashes -r requirements/runtime.lock" in builder_runs
     assert "--no-deps ." in builder_runs
+    # The build backend comes hash-checked from build.lock, not from build isolation
+    # (which would fetch the newest setuptools, unpinned and unhashed).
+    assert re.search(
+        r"--require-hashes -r requirements/runtime\.lock\s+-r requirements/build\.lock",
+        builder_runs,
+    )
+    assert "--no-build-isolation --no-deps ." in builder_runs
+    # No `# syntax=` directive: BuildKit would have to pull a frontend image first.
+    assert not re.search(r"^#\s*syntax\s*=", DOCKERFILE.read_text(), flags=re.M | re.I)
+
+
+def test_build_lock_pins_a_backend_that_satisfies_pyproject():
+    import tomllib
+
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert requires == ["setuptools>=64"]
+    lock = (REPO / "requirements" / "build.lock").read_text()
+    pins = dict(re.findall(r"^([a-z0-9_.-]+)==(\S+) \\$", lock, flags=re.M))
+    assert set(pins) == {"setuptools"}
+    assert tuple(int(x) for x in pins["setuptools"].split(".")[:2]) >= (64, 0)
+    assert "--hash=sha256:" in lock
 
 
 def test_dockerfile_version_label_matches_the_package():

@@ -77,7 +77,7 @@ def test_compose_analyze_service():
     assert "${AWS_CONFIG_DIR:-${HOME}/.aws}:/home/app/.aws:ro" in analyze["volumes"]
     assert analyze["env_file"] == [{"path": ".env", "required": False}]
     assert analyze["user"] == "${ANALYZE_UID:-10001}:${ANALYZE_GID:-10001}"
-    assert "init" not in analyze, "the job handles its signals as PID 1 (see the comment)"
+    assert analyze["init"] is True, "an init reaps the parse workers (see the comment)"
     # Passed through by name only, so an unset variable stays unset.
     env = analyze["environment"]
     assert isinstance(env, list)
