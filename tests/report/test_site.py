@@ -300,9 +300,13 @@ def test_every_run_is_a_row_and_non_aide_runs_appear(built: tuple[Path, Any]) ->
 def test_non_aide_failures_reach_the_taxonomy(built: tuple[Path, Any]) -> None:
     root, _ = built
     html = (root / "index.html").read_text()
-    missing = re.search(r"<h3>Missing modules</h3>(.*?)</svg>", html, re.S)
-    assert missing
-    assert "handmade_pkg" in missing.group(1)
+    # One count per run, in its own chart: not ranked together with AIDE's step errors.
+    finals = re.search(r'<h2 id="final-errors">(.*?)</svg>', html, re.S)
+    assert finals
+    assert "missing module" in finals.group(1)
+    steps = re.search(r"<h3>Missing modules</h3>(.*?)</svg>", html, re.S)
+    assert steps
+    assert "handmade_pkg" not in steps.group(1)
     rows = [r for r in csv_rows(root) if r["source"] == "log"]
     assert any(r["detail"] == "timeout" and r["exception_type"] == "" for r in rows)
 
@@ -310,11 +314,12 @@ def test_non_aide_failures_reach_the_taxonomy(built: tuple[Path, Any]) -> None:
 def test_causes_are_biggest_first(built: tuple[Path, Any]) -> None:
     root, _ = built
     html = (root / "index.html").read_text()
-    chart = re.search(r'<h2 id="causes">.*?(<svg.*?</svg>)', html, re.S)
+    chart = re.search(r'<h3 id="causes">.*?(<svg.*?</svg>)', html, re.S)
     assert chart
     values = [int(v.replace(",", "")) for v in re.findall(r'class="val">([\d,]+)', chart.group(1))]
     assert values == sorted(values, reverse=True)
-    top = Counter(r["cause"] for r in csv_rows(root)).most_common(1)[0]
+    steps = [r for r in csv_rows(root) if r["source"] == "journal"]
+    top = Counter(r["cause"] for r in steps).most_common(1)[0]
     assert re.search(rf'class="lbl">{re.escape(top[0])}</text>', chart.group(1))
 
 
@@ -518,7 +523,7 @@ def test_empty_root(tmp_path: Path) -> None:
     summary = build_site(tmp_path, now=NOW)
     assert (summary.runs, summary.journals, summary.failures) == (0, 0, 0)
     assert (tmp_path / "failures.csv").read_text() == ",".join(CSV_COLUMNS) + "\n"
-    assert "No failures recorded." in (tmp_path / "index.html").read_text()
+    assert "No runs found under failed_runs/." in (tmp_path / "index.html").read_text()
 
 
 # --- journal pages -------------------------------------------------------------------------------
