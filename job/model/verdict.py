@@ -237,7 +237,7 @@ def _signals(ev: RunEvidence) -> dict[str, Verdict]:
                         found[INFRASTRUCTURE] = _verdict(INFRASTRUCTURE, cause, line)
                         break
             cmd = _TIMEOUT_CMD.match(text)
-            if cmd and limit is None:
+            if cmd:  # the start script's own `timeout N` beats the per-task defaults
                 limit = float(cmd.group(1))
             hours = None if TIME_LIMIT in found else _TIMED_OUT.match(text)
             if hours:
@@ -373,6 +373,6 @@ def time_limit_for(agent: str | None, task_id: str | None) -> float:
     source = (task_id or "").split("/", 1)[0].lower()
     if source == "kaggle":
         return 16 * 3600.0
-    if source in ("polarishub", "proteingym", "manual"):
+    if source.startswith(("polarishub", "proteingym")) or source == "manual":
         return 8 * 3600.0
     return (16 if (agent or "").lower() == "stella" else 12) * 3600.0
