@@ -269,9 +269,10 @@ def _agents_section(data: SiteData, all_causes: list[Count]) -> str:
     order = sorted(stacks, key=lambda a: (-sum(stacks[a].values()), a))
     bars = [Stack(a, stacks[a], _note_for(rows_by.get(a, []))) for a in order]
     return (
-        '<h2 id="agents">By agent</h2><p class="small muted">Each bar is 100% of that agent\'s '
-        "failures, split by cause; the numbers are failures, runs and the share of AIDE runs "
-        "that found a valid solution.</p>"
+        '<h2 id="agents">Errors by agent</h2><p class="small muted">Each bar is 100% of that '
+        "agent's errors (AIDE: every step that raised; the others: the last error in a failed "
+        "run's logs), split by cause; the numbers are errors, runs and the share of AIDE runs "
+        "that found a valid solution. Why runs failed is in the failure modes above.</p>"
         + stacked_chart(bars, title="Failure causes by agent", series=series, unit="failures")
     )
 
@@ -290,7 +291,7 @@ def _tasks_section(data: SiteData, all_causes: list[Count]) -> str:
         else ""
     )
     return (
-        '<h2 id="tasks">By task</h2>'
+        '<h2 id="tasks">Errors by task</h2>'
         + stacked_chart(bars, title="Failure causes by task", series=series, unit="failures")
         + more
     )
@@ -300,7 +301,7 @@ def _time_section(data: SiteData, all_causes: list[Count]) -> str:
     series = top_series(all_causes)
     labels, bucket = time_buckets(f.started for f in data.failures if f.started is not None)
     if not labels:
-        return '<h2 id="time">Over time</h2><p class="empty">No run-group timestamps to plot.</p>'
+        return '<h2 id="time">Errors over time</h2><p class="empty">No run-group timestamps to plot.</p>'
     stacks = stacks_by(data.failures, lambda f: bucket(f.started), series)
     runs_per = Counter(bucket(r.started) for r in data.runs if r.started is not None)
     cols = [
@@ -309,7 +310,7 @@ def _time_section(data: SiteData, all_causes: list[Count]) -> str:
     ]
     period = "week" if labels[0].startswith("wk ") else "day" if len(labels[0]) == 10 else "month"
     return (
-        f'<h2 id="time">Over time</h2><p class="small muted">Failures per {period} of the run '
+        f'<h2 id="time">Errors over time</h2><p class="small muted">Errors per {period} of the run '
         "groups' start, by cause.</p>"
         + column_chart(cols, title="Failures over time", series=series)
     )

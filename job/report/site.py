@@ -48,6 +48,7 @@ from job.report.collect import (
 from job.report.index_page import render_index
 from job.report.journal_files import page_header
 from job.report.journal_page import render_journal_page
+from job.report.verdict_banners import stamp_all
 from job.report.verdicts import (
     SUMMARY_JSON,
     RunVerdict,
@@ -98,6 +99,7 @@ class SiteSummary:
     warnings: list[str] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=dict)  # runs by verdict mode
     evidence_pages: int = 0
+    verdicts_stamped: int = 0  # journal pages and text reports whose verdict banner changed
 
     def as_log(self) -> dict[str, Any]:
         """Fields for one structured log line (warnings counted, not listed)."""
@@ -134,6 +136,7 @@ def build_site(root: Path, *, backfill: bool = True, now: datetime | None = None
     _attach_verdicts(data, verdicts)
     summary = summarize(verdicts, read_summary(root / SUMMARY_JSON, warnings.append), generated)
     evidence_pages = write_evidence_pages(root, verdicts, warnings.append)
+    stamped = stamp_all(aide_dir, entries, verdicts, warnings.append)
     data.warnings = warnings + data.warnings
     html = render_index(
         data,
@@ -151,6 +154,7 @@ def build_site(root: Path, *, backfill: bool = True, now: datetime | None = None
     out = _summary(data, index_path, csv_path, backfilled, pages, time.monotonic() - started)
     out.verdicts = dict(summary["by_mode"])
     out.evidence_pages = evidence_pages
+    out.verdicts_stamped = stamped
     return out
 
 

@@ -72,9 +72,14 @@ def _headline(rows: Sequence[RunVerdict], failed: Sequence[RunVerdict]) -> str:
         for m in sorted(counts, key=lambda m: (-counts[m], FAILED_MODES.index(m)))
     ]
     infra = counts.get(INFRASTRUCTURE, 0)
+    runs_were = (
+        "failed run was an infrastructure failure"
+        if infra == 1
+        else ("failed runs were infrastructure failures")
+    )
     note = (
-        f' <b class="infra">{infra:,} failed runs were infrastructure failures: not the agent\'s '
-        "fault</b> (grading server, missing image, API key)."
+        f' <b class="infra">{infra:,} {runs_were}: not the agent\'s fault</b> '
+        "(grading server, missing image, API key)."
         if infra
         else ""
     )
