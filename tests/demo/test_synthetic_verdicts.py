@@ -110,3 +110,15 @@ def test_aide_step_errors_do_not_decide(
     assert all(
         "NameError" not in v.verdict.cause and "undefined name" not in v.verdict.cause for v in aide
     )
+
+
+def test_the_demo_bucket_shows_every_failure_mode() -> None:
+    """``scripts/demo`` (16 archives, seed 0, every agent) must show each mode on its page."""
+    from job.demo.__main__ import DEMO_PREFIX
+    from job.demo.synthetic import plan_bucket
+    from job.model.verdict import PRECEDENCE
+
+    planned = plan_bucket(prefix=DEMO_PREFIX, n_archives=16, layout="mixed", agents=AGENTS, seed=0)
+    modes = {run_mode(run, spec.when) for _, spec in planned for run in spec.runs}
+    assert set(PRECEDENCE) <= modes
+    assert "succeeded" in modes
