@@ -12,10 +12,11 @@ Every run listed in a group's ``metadata.json`` is read, succeeded ones included
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from job.model.runs import RUN_LOG, RunGroupDir, _agent_logs, _group_runs, _task_from_key
 from job.model.verdict import (
+    VERDICT_VERSION,
     JournalFacts,
     LogLine,
     RunEvidence,
@@ -63,31 +65,62 @@ class NumberedTail:
     problem: str | None = None
 
 
+#: Called with (run folder, fingerprint) before a run's logs are read; a RunEvidence
+#: returned stands in for reading them (the caller has the verdict from last night).
+Reuse = Callable[[str, str], RunEvidence | None]
+
+
 def group_runs(
-    failed_runs: Path, group: RunGroupDir, journals: dict[str, JournalFacts]
+    failed_runs: Path,
+    group: RunGroupDir,
+    journals: dict[str, JournalFacts],
+    reuse: Reuse | None = None,
 ) -> Iterator[RunRecord]:
     """Every run of ``group`` with its evidence; ``journals``: run folder -> AIDE facts."""
     for key, info in _group_runs(failed_runs, group):
         folder = f"{group.rel}/{key}"
         task = info.get("task_id") if isinstance(info.get("task_id"), str) else None
+        task = task or _task_from_key(key)
         agent = info.get("agent_id") if isinstance(info.get("agent_id"), str) else group.agent
         success = info.get("success") if isinstance(info.get("success"), bool) else None
+        run_dir = failed_runs / folder
+        journal = journals.get(folder)
+        evidence = None
+        if reuse is not None:
+            evidence = reuse(folder, fingerprint(run_dir, agent, success, journal))
         yield RunRecord(
             group=group,
             run_key=key,
             run_folder=folder,
-            task_id=task or _task_from_key(key),
+            task_id=task,
             agent=agent,
             seed=info.get("seed"),
             success=success,
-            evidence=read_evidence(
-                failed_runs / folder,
-                agent,
-                task or _task_from_key(key),
-                success,
-                journals.get(folder),
-            ),
+            evidence=evidence or read_evidence(run_dir, agent, task, success, journal),
         )
+
+
+def fingerprint(
+    run_dir: Path, agent: str | None, success: bool | None, journal: JournalFacts | None
+) -> str:
+    """What a run's verdict depends on, cheaply: file sizes and mtimes, not contents.
+
+    Archives are immutable once extracted (a changed archive is extracted anew,
+    with new mtimes), so equal fingerprints mean the same verdict; the rules'
+    version is part of it, so changed rules decide every run again.
+    """
+    parts = [VERDICT_VERSION, repr(agent), repr(success), repr(journal)]
+    logs = [RUN_LOG]
+    if (agent or "").lower() != "aide":
+        logs += _agent_logs(run_dir)[:AGENT_LOGS]
+    for rel in logs:
+        try:
+            st = os.lstat(run_dir / rel)
+            parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{rel}:-")
+    parts.append(repr(list_submission(run_dir / "submission")))
+    return hashlib.sha256("\0".join(map(str, parts)).encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def read_evidence(

@@ -26,6 +26,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+#: Bump when the rules change: cached verdicts of an older version are decided again.
+VERDICT_VERSION = 1
+
 SUCCEEDED = "succeeded"
 INFRASTRUCTURE = "infrastructure"
 TIME_LIMIT = "time_limit"

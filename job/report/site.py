@@ -53,6 +53,7 @@ from job.report.verdicts import (
     SUMMARY_JSON,
     RunVerdict,
     compute_verdicts,
+    read_cache,
     read_summary,
     summarize,
     write_evidence_pages,
@@ -100,6 +101,7 @@ class SiteSummary:
     verdicts: dict[str, int] = field(default_factory=dict)  # runs by verdict mode
     evidence_pages: int = 0
     verdicts_stamped: int = 0  # journal pages and text reports whose verdict banner changed
+    verdicts_reused: int = 0  # runs whose files did not change since the last build
 
     def as_log(self) -> dict[str, Any]:
         """Fields for one structured log line (warnings counted, not listed)."""
@@ -132,7 +134,7 @@ def build_site(root: Path, *, backfill: bool = True, now: datetime | None = None
     others = failed_runs_without_journal(failed_runs, groups, journal_folders)
     data = collect(entries, others, run_outcomes(groups), (g.name for g in groups))
     generated = now or datetime.now(UTC)
-    verdicts = compute_verdicts(failed_runs, groups, entries)
+    verdicts = compute_verdicts(failed_runs, groups, entries, read_cache(root))
     _attach_verdicts(data, verdicts)
     summary = summarize(verdicts, read_summary(root / SUMMARY_JSON, warnings.append), generated)
     evidence_pages = write_evidence_pages(root, verdicts, warnings.append)
@@ -155,6 +157,7 @@ def build_site(root: Path, *, backfill: bool = True, now: datetime | None = None
     out.verdicts = dict(summary["by_mode"])
     out.evidence_pages = evidence_pages
     out.verdicts_stamped = stamped
+    out.verdicts_reused = sum(1 for v in verdicts if v.reused)
     return out
 
 

@@ -38,6 +38,7 @@ from job.model.verdict import (
     SUCCEEDED,
     JournalFacts,
     LogLine,
+    RunEvidence,
     Verdict,
     decide,
 )
@@ -49,6 +50,7 @@ RUNS_CSV = "runs.csv"
 SUMMARY_JSON = "summary.json"
 EVIDENCE_DIR = "runs"
 EVIDENCE_PAGE = "evidence.html"
+CACHE_JSON = f"{EVIDENCE_DIR}/verdicts-cache.json"
 RUNS_COLUMNS = (
     "run_group",
     "run",
@@ -76,6 +78,8 @@ class RunVerdict:
     record: RunRecord
     verdict: Verdict
     steps: int | None
+    fingerprint: str | None = None  # what the verdict depended on (see run_evidence.fingerprint)
+    reused: bool = False  # taken from last night's cache: its logs were not read again
 
     @property
     def failed(self) -> bool:
@@ -104,16 +108,101 @@ def journal_facts(entries: Iterable[Mapping[str, Any]]) -> dict[str, JournalFact
 
 
 def compute_verdicts(
-    failed_runs: Path, groups: Sequence[RunGroupDir], entries: Iterable[Mapping[str, Any]]
+    failed_runs: Path,
+    groups: Sequence[RunGroupDir],
+    entries: Iterable[Mapping[str, Any]],
+    cache: Mapping[str, Any] | None = None,
 ) -> list[RunVerdict]:
-    """A verdict for every run of every group."""
+    """A verdict for every run of every group.
+
+    ``cache`` (:func:`read_cache`: last night's verdicts by run folder) spares
+    re-reading the logs of runs whose files did not change.
+    """
     facts = journal_facts(entries)
+    known = cache or {}
+    seen: dict[str, tuple[str, Verdict | None]] = {}
+
+    pages = failed_runs.parent / EVIDENCE_DIR  # ROOT/runs beside ROOT/failed_runs
+
+    def reuse(folder: str, fp: str) -> RunEvidence | None:
+        hit = _cached_verdict(known.get(folder), fp)
+        if hit is not None and not (pages / folder / EVIDENCE_PAGE).is_file():
+            hit = None  # its page is gone: read the logs again to write it
+        seen[folder] = (fp, hit[0] if hit else None)
+        if hit is None:
+            return None
+        return RunEvidence(
+            agent=None,
+            success=None,
+            submission=None,
+            duration_s=hit[1],
+            journal=facts.get(folder),
+        )
+
     out = []
     for group in groups:
-        for record in group_runs(failed_runs, group, facts):
+        for record in group_runs(failed_runs, group, facts, reuse):
             journal = record.evidence.journal
-            out.append(RunVerdict(record, decide(record.evidence), journal and journal.steps))
+            fp, cached = seen.get(record.run_folder, (None, None))
+            verdict = cached or decide(record.evidence)
+            out.append(
+                RunVerdict(
+                    record, verdict, journal and journal.steps, fp, reused=cached is not None
+                )
+            )
     return out
+
+
+def _cached_verdict(entry: Any, fp: str) -> tuple[Verdict, float | None] | None:
+    if not isinstance(entry, Mapping) or entry.get("fingerprint") != fp:
+        return None
+    try:
+        line = entry.get("evidence_line")
+        duration = entry.get("duration_s")
+        verdict = Verdict(
+            mode=str(entry["mode"]),
+            cause=str(entry["cause"]),
+            evidence_file=None
+            if entry.get("evidence_file") is None
+            else str(entry["evidence_file"]),
+            evidence_line=line if isinstance(line, int) else None,
+            evidence=str(entry.get("evidence") or ""),
+        )
+    except (KeyError, TypeError):
+        return None
+    if verdict.mode not in MODES:
+        return None
+    return verdict, float(duration) if isinstance(duration, int | float) else None
+
+
+def cache_doc(rows: Sequence[RunVerdict]) -> dict[str, Any]:
+    """Tonight's verdicts by run folder, for tomorrow's :func:`compute_verdicts`."""
+    return {
+        "version": 1,
+        "runs": {
+            r.record.run_folder: {
+                "fingerprint": r.fingerprint,
+                "mode": r.verdict.mode,
+                "cause": r.verdict.cause,
+                "evidence_file": r.verdict.evidence_file,
+                "evidence_line": r.verdict.evidence_line,
+                "evidence": r.verdict.evidence,
+                "duration_s": r.record.evidence.duration_s,
+            }
+            for r in rows
+            if r.fingerprint
+        },
+    }
+
+
+def read_cache(root: Path) -> dict[str, Any]:
+    """Last night's verdicts (empty when missing or unreadable: everything is decided anew)."""
+    try:
+        doc = orjson.loads((root / CACHE_JSON).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    runs = doc.get("runs") if isinstance(doc, dict) and doc.get("version") == 1 else None
+    return runs if isinstance(runs, dict) else {}
 
 
 # --- runs.csv ---------------------------------------------------------------------------
@@ -242,11 +331,14 @@ def _numbered(log: Sequence[LogLine], line: int | None) -> str:
 
 
 def write_evidence_pages(root: Path, rows: Iterable[RunVerdict], warn: Any) -> int:
+    """One page per run whose verdict was decided tonight (reused verdicts keep their page)."""
     written = 0
     for r in rows:
         folder = r.record.run_folder
         depth = "../" * (len(PurePosixPath(folder).parts) + 1)
         path = root / EVIDENCE_DIR / folder / EVIDENCE_PAGE
+        if r.reused:
+            continue  # unchanged since the page was written
         try:
             atomic_write_text(path, evidence_page(r, depth_to_root=depth))
             written += 1
@@ -325,3 +417,4 @@ def read_summary(path: Path, warn: Any) -> dict[str, Any] | None:
 def write_outputs(root: Path, rows: Sequence[RunVerdict], summary: Mapping[str, Any]) -> None:
     atomic_write_text(root / RUNS_CSV, runs_csv(rows))
     atomic_write_bytes(root / SUMMARY_JSON, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    atomic_write_bytes(root / CACHE_JSON, orjson.dumps(cache_doc(rows)), durable=False)

@@ -223,3 +223,29 @@ def test_journal_pages_and_reports_carry_the_verdict(parsed: Path) -> None:
     assert first.verdicts_stamped == 2 * checked
     again = build_site(parsed, now=NOW + timedelta(hours=1))
     assert again.verdicts_stamped == 0  # nothing changed: no page or report rewritten
+
+
+def test_unchanged_runs_reuse_last_nights_verdict_and_changed_ones_are_decided_again(
+    root: Path,
+) -> None:
+    first = build_site(root, now=NOW)
+    assert first.verdicts_reused == 0
+    before = runs_csv(root)
+    second = build_site(root, now=NOW + timedelta(days=1))
+    assert second.verdicts_reused == 4
+    assert second.evidence_pages == 0
+    assert runs_csv(root) == before
+    # A run re-extracted with a different ending (its run.log changed) is decided again.
+    run = next((root / "failed_runs" / G1 / G1 / "manual").glob(f"*{uid(1)}"))
+    (run / "run.log").write_text("\n".join(crashed("KeyError: 'y'")) + "\n")
+    third = build_site(root, now=NOW + timedelta(days=2))
+    assert third.verdicts_reused == 3
+    assert third.evidence_pages == 1
+    mode = next(r["mode"] for r in runs_csv(root) if r["run"].endswith(uid(1)))
+    assert mode == "code_exception"
+    # A deleted evidence page is written again (from the logs, not from the cache).
+    page = next((root / "runs").rglob(f"*{uid(2)}/evidence.html"))
+    page.unlink()
+    fourth = build_site(root, now=NOW + timedelta(days=3))
+    assert fourth.evidence_pages == 1
+    assert "Timed out after 8hrs" in page.read_text()
