@@ -85,7 +85,8 @@ def _headline(rows: Sequence[RunVerdict], failed: Sequence[RunVerdict]) -> str:
     )
     return (
         f'<p class="answer" id="headline">Of {len(failed):,} failed runs: {", ".join(parts)}.'
-        f'{note} <span class="small muted">({succeeded:,} runs in these groups succeeded.)'
+        f'{note} <span class="small muted">({succeeded:,} '
+        f"{'run' if succeeded == 1 else 'runs'} in these groups succeeded.)"
         "</span></p>"
     )
 

@@ -303,7 +303,8 @@ def _evidence_log(logs: Sequence[Sequence[LogLine]], file: str | None) -> Sequen
     for log in logs:
         if log and (file is None or log[0].file == file):
             return log
-    return ()
+    # The evidence is not a log line (a submission file): show how run.log ended.
+    return next((log for log in logs if log), ())
 
 
 def _numbered(log: Sequence[LogLine], line: int | None) -> str:

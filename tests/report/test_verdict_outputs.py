@@ -131,7 +131,7 @@ def test_headline_is_run_level(root: Path) -> None:
     assert headline
     assert "Of 3 failed runs" in headline.group(1)
     assert "67% hit the time limit" in headline.group(1)
-    assert "1 runs in these groups succeeded" in headline.group(1)
+    assert "1 run in these groups succeeded" in headline.group(1)
     assert 'href="#filter:mode=time_limit"' in headline.group(1)
 
 
