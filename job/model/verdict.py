@@ -265,7 +265,8 @@ def _final_window(log: Sequence[LogLine]) -> list[LogLine]:
     out: list[LogLine] = []
     for line in reversed(log):
         raw = line.text[:MAX_LINE]
-        if _HARNESS_PREFIX.match(raw) and _CONTAINER not in raw[:300]:
+        harness = _HARNESS_PREFIX.match(raw)
+        if harness and _CONTAINER not in raw[:300] and not _TRACEBACK.match(raw[harness.end() :]):
             continue  # biomlbench's own bookkeeping, not the agent's last words
         if not raw.strip():
             continue

@@ -295,6 +295,22 @@ def test_harness_exception_then_run_failed(tmp_path: Path) -> None:
     assert_points_at(run, out, "ValueError: could not parse")
 
 
+def test_harness_traceback_logged_on_a_prefixed_line(tmp_path: Path) -> None:
+    # logger.error(traceback.format_exc()): only the traceback's first line has the prefix.
+    lines = [
+        *opening("biomni"),
+        h("<class 'KeyError'>"),
+        h("Traceback (most recent call last):"),
+        '  File "/app/biomlbench/agents/run.py", line 120, in run_agent',
+        "KeyError: 'submission_path'",
+        h("Run failed for seed 0, agent biomni and task " + TASK),
+    ]
+    run = make_run(tmp_path, lines)
+    out = verdict_of(run, "biomni")
+    assert out.mode == "code_exception"
+    assert_points_at(run, out, "KeyError: 'submission_path'")
+
+
 def test_aide_no_valid_solution_is_code_exception(tmp_path: Path) -> None:
     run = make_run(tmp_path, [*opening("aide"), *failed_internally("aide")])
     out = verdict_of(run, "aide", journal=AIDE_NO_VALID)
