@@ -69,6 +69,7 @@ INDEX_JS = r"""
   var q = document.getElementById("runs-filter");
   var agent = document.getElementById("runs-agent");
   var noSolution = document.getElementById("runs-nosolution");
+  var mode = document.getElementById("runs-mode");
   var state = { key: D.sort, dir: -1, view: [], shown: 0 };
 
   function cmp(a, b) {
@@ -84,10 +85,11 @@ INDEX_JS = r"""
 
   function apply() {
     var terms = q.value.toLowerCase().split(/\s+/).filter(Boolean);
-    var ag = agent.value, ns = noSolution.checked;
+    var ag = agent.value, ns = noSolution.checked, md = mode ? mode.value : "";
     var view = [];
     for (var i = 0; i < ROWS.length; i++) {
       if (ag && ROWS[i][K.agent] !== ag) continue;
+      if (md && ROWS[i][K.mode] !== md) continue;
       if (ns && ROWS[i][K.valid] === "yes") continue;
       var h = hay[i], ok = true;
       for (var t = 0; t < terms.length; t++) { if (h.indexOf(terms[t]) < 0) { ok = false; break; } }
@@ -106,7 +108,7 @@ INDEX_JS = r"""
   function cell(tr, col, value, row) {
     var td = document.createElement("td");
     if (col.num) td.className = "num";
-    if (col.key === "cause") td.className = "cause";
+    if (col.key === "cause" || col.key === "verdict") td.className = "cause";
     if (col.nowrap) td.className = "nowrap";
     if (value == null || value === "") {
       td.textContent = col.num ? "–" : "";
@@ -160,13 +162,32 @@ INDEX_JS = r"""
   q.addEventListener("input", apply);
   agent.addEventListener("change", apply);
   noSolution.addEventListener("change", apply);
+  if (mode) mode.addEventListener("change", apply);
+  // The verdict charts link to "#filter:mode=M;agent=A;task=T": the table, filtered.
+  function fromHash(scroll) {
+    var m = /^#filter:(.*)$/.exec(location.hash);
+    if (!m) return false;
+    var p = {};
+    m[1].split(";").forEach(function (kv) {
+      var at = kv.indexOf("=");
+      if (at > 0) p[kv.slice(0, at)] = decodeURIComponent(kv.slice(at + 1));
+    });
+    if (mode) mode.value = p.mode || "";
+    agent.value = p.agent || "";
+    q.value = p.task || "";
+    noSolution.checked = false;
+    apply();
+    if (scroll) document.getElementById("runs-h").scrollIntoView();
+    return true;
+  }
+  window.addEventListener("hashchange", function () { fromHash(true); });
   more.addEventListener("click", draw);
   if ("IntersectionObserver" in window) {
     new IntersectionObserver(function (es) {
       if (es[0].isIntersecting && state.shown < state.view.length) draw();
     }, { root: document.querySelector(".tablewrap") }).observe(more);
   }
-  apply();
+  if (!fromHash(true)) apply();
   document.body.dataset.ready = "1";
 })();
 """

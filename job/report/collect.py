@@ -92,6 +92,9 @@ class RunRow:
     success: bool | None  # biomlbench's flag in metadata.json
     source: str  # "journal", "log" or "unreadable"
     run_folder: str
+    mode: str | None = None  # the run's verdict (job.model.verdict), set by the site build
+    verdict: str | None = None  # the verdict's cause
+    evidence_href: str | None = None  # relative to ROOT: the evidence page at its line
 
 
 @dataclass

@@ -13,6 +13,7 @@ time, so 2,000 or 20,000 runs load equally fast.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,8 @@ from job.report.collect import (
 )
 from job.report.html import esc, fmt_int, fmt_pct, json_script, page
 from job.report.svg import Bar, Stack, bar_chart, column_chart, stacked_chart
+from job.report.verdict_sections import VERDICT_CSS, mode_options, verdict_sections
+from job.report.verdicts import RunVerdict
 
 #: Categories whose values are worth their own chart, with the chart's title.
 DETAIL_CHARTS = {
@@ -68,36 +71,61 @@ COLUMNS: list[dict[str, Any]] = [
     {"key": "buggy", "label": "Buggy", "num": True, "fmt": "pct"},
     {"key": "valid", "label": "Valid solution"},
     {"key": "best", "label": "Best metric", "num": True, "fmt": "g4"},
-    {"key": "failures", "label": "Failures", "num": True},
-    {"key": "cause", "label": "Main cause", "search": True},
+    {"key": "mode", "label": "Verdict", "search": True, "link": "ev", "nowrap": True},
+    {"key": "verdict", "label": "Why the run failed", "search": True, "link": "ev"},
+    {"key": "failures", "label": "Errors", "num": True},
+    {"key": "cause", "label": "Most frequent error", "search": True},
     {"key": "result", "label": "biomlbench", "search": True},
     {"key": "group", "label": "Run group", "hidden": True, "search": True},
     {"key": "path", "label": "Path", "hidden": True, "search": True},
     {"key": "href", "label": "", "hidden": True},
     {"key": "txt", "label": "", "hidden": True},
+    {"key": "ev", "label": "", "hidden": True},
 ]
 DEFAULT_SORT = "started"
 
 
-def render_index(data: SiteData, *, generated_at: datetime, root_name: str, version: str) -> str:
-    """The whole index page as one HTML string."""
-    t = data.totals
+def render_index(
+    data: SiteData,
+    *,
+    generated_at: datetime,
+    root_name: str,
+    version: str,
+    verdicts: Sequence[RunVerdict] = (),
+    summary: Mapping[str, Any] | None = None,
+) -> str:
+    """The whole index page as one HTML string.
+
+    ``verdicts`` (every run's :class:`~job.report.verdicts.RunVerdict`) and
+    ``summary`` (``summary.json``, with what changed since the last run) feed the
+    run-level answer at the top; the step-level sections follow.
+    """
     all_causes = causes(data.failures)
+    step_failures = [f for f in data.failures if f.source == "journal"]
+    step_causes = causes(step_failures)
     body = [
         "<main>",
         "<h1>Why do the agents fail?</h1>",
         f'<p class="lede">biomlbench failed runs in <b>{esc(root_name)}</b> · generated '
         f"{esc(generated_at.strftime('%Y-%m-%d %H:%M UTC'))}{_span(data)}</p>",
-        _answer(all_causes, t.failures),
+        verdict_sections(verdicts, summary),
         _cards(data),
-        _causes_section(data, all_causes),
+        '<h2 id="inside">Inside AIDE\'s search: errors its steps raised</h2>'
+        '<p class="small muted">What went wrong along the way, not why runs failed: AIDE '
+        "debugs its own failing steps, so a run can raise dozens of step errors and still "
+        "find a solution. The verdicts above decide why runs failed.</p>",
+        _answer(step_causes, len(step_failures)),
+        _causes_section(data, step_causes, step_failures),
+        _final_errors_section(data),
         _types_section(data),
         _agents_section(data, all_causes),
         _tasks_section(data, all_causes),
         _time_section(data, all_causes),
         _table_section(data),
         _warnings(data),
-        '<footer>Also here: <a href="failures.csv">failures.csv</a> (one row per failure, for pandas) · '
+        '<footer>Also here: <a href="runs.csv">runs.csv</a> (one row per run, with its verdict) · '
+        '<a href="summary.json">summary.json</a> · '
+        '<a href="failures.csv">failures.csv</a> (one row per step error or final error) · '
         '<a href="aide_journals/index.json">aide_journals/index.json</a> · '
         f"made by analyze-failures {esc(version)}</footer>",
         "</main>",
@@ -105,7 +133,7 @@ def render_index(data: SiteData, *, generated_at: datetime, root_name: str, vers
     ]
     return page(
         title="Why do the agents fail? · biomlbench",
-        css=BASE_CSS,
+        css=BASE_CSS + VERDICT_CSS,
         body="".join(body),
         script=INDEX_JS,
     )
@@ -123,12 +151,25 @@ def _span(data: SiteData) -> str:
 
 def _answer(all_causes: list[Count], failures: int) -> str:
     if not all_causes:
-        return '<p class="answer">No failures recorded.</p>'
+        return '<p class="small">No step errors recorded.</p>'
     top = [
-        f"<b>{esc(c.name)}</b> ({fmt_pct(c.failures, failures)} of failures, in {fmt_int(c.runs)} runs)"
+        f"<b>{esc(c.name)}</b> ({fmt_pct(c.failures, failures)} of step errors, in {fmt_int(c.runs)} runs)"
         for c in all_causes[:3]
     ]
-    return f'<p class="answer">Biggest causes: {", ".join(top)}.</p>'
+    return f'<p class="small">Most frequent step errors: {", ".join(top)}.</p>'
+
+
+def _final_errors_section(data: SiteData) -> str:
+    """Runs without a journal: the last error in their logs (one per run, not per step)."""
+    finals = [f for f in data.failures if f.source == "log"]
+    counts = causes(finals)
+    bars = [Bar(c.name, c.failures, "") for c in counts[:TOP_CAUSES]]
+    return (
+        '<h2 id="final-errors">Last error in the logs of runs without a journal</h2>'
+        '<p class="small muted">Biomni, STELLA, MLAgentBench (and AIDE runs that left no '
+        "journal): the last error their logs show, one per run.</p>"
+        + bar_chart(bars, title="Runs by last error in their logs", colour="#B9770E")
+    )
 
 
 def _cards(data: SiteData) -> str:
@@ -156,14 +197,13 @@ def _cards(data: SiteData) -> str:
     return f'<div class="cards" id="totals">{items}</div>'
 
 
-def _causes_section(data: SiteData, all_causes: list[Count]) -> str:
+def _causes_section(data: SiteData, all_causes: list[Count], failures: Sequence[FailureRow]) -> str:
     bars = [Bar(c.name, c.failures, f"in {c.runs:,} runs") for c in all_causes[:TOP_CAUSES]]
     out = [
-        '<h2 id="causes">Top failure causes</h2>',
-        '<p class="small muted">A failure is one AIDE step that raised an exception, or the final '
-        "error in the logs of a failed run without a journal. The cause is the detail that "
-        "matters (which module, which key…) grouped by kind, or else the exception type.</p>",
-        bar_chart(bars, title="Failures by cause"),
+        '<h3 id="causes">Step errors by cause</h3>',
+        '<p class="small muted">One count per AIDE step that raised. The cause is the detail '
+        "that matters (which module, which key…) grouped by kind, or else the exception type.</p>",
+        bar_chart(bars, title="AIDE step errors by cause"),
     ]
     if len(all_causes) > TOP_CAUSES:
         rest = sum(c.failures for c in all_causes[TOP_CAUSES:])
@@ -176,7 +216,7 @@ def _causes_section(data: SiteData, all_causes: list[Count]) -> str:
         title = DETAIL_CHARTS.get(count.name)
         if title is None:
             continue
-        values = detail_values(data.failures, count.name)
+        values = detail_values(failures, count.name)
         if not values:
             continue
         bars = [Bar(v.name, v.failures, f"in {v.runs:,} runs") for v in values[:TOP_VALUES]]
@@ -229,9 +269,10 @@ def _agents_section(data: SiteData, all_causes: list[Count]) -> str:
     order = sorted(stacks, key=lambda a: (-sum(stacks[a].values()), a))
     bars = [Stack(a, stacks[a], _note_for(rows_by.get(a, []))) for a in order]
     return (
-        '<h2 id="agents">By agent</h2><p class="small muted">Each bar is 100% of that agent\'s '
-        "failures, split by cause; the numbers are failures, runs and the share of AIDE runs "
-        "that found a valid solution.</p>"
+        '<h2 id="agents">Errors by agent</h2><p class="small muted">Each bar is 100% of that '
+        "agent's errors (AIDE: every step that raised; the others: the last error in a failed "
+        "run's logs), split by cause; the numbers are errors, runs and the share of AIDE runs "
+        "that found a valid solution. Why runs failed is in the failure modes above.</p>"
         + stacked_chart(bars, title="Failure causes by agent", series=series, unit="failures")
     )
 
@@ -250,7 +291,7 @@ def _tasks_section(data: SiteData, all_causes: list[Count]) -> str:
         else ""
     )
     return (
-        '<h2 id="tasks">By task</h2>'
+        '<h2 id="tasks">Errors by task</h2>'
         + stacked_chart(bars, title="Failure causes by task", series=series, unit="failures")
         + more
     )
@@ -260,7 +301,7 @@ def _time_section(data: SiteData, all_causes: list[Count]) -> str:
     series = top_series(all_causes)
     labels, bucket = time_buckets(f.started for f in data.failures if f.started is not None)
     if not labels:
-        return '<h2 id="time">Over time</h2><p class="empty">No run-group timestamps to plot.</p>'
+        return '<h2 id="time">Errors over time</h2><p class="empty">No run-group timestamps to plot.</p>'
     stacks = stacks_by(data.failures, lambda f: bucket(f.started), series)
     runs_per = Counter(bucket(r.started) for r in data.runs if r.started is not None)
     cols = [
@@ -269,7 +310,7 @@ def _time_section(data: SiteData, all_causes: list[Count]) -> str:
     ]
     period = "week" if labels[0].startswith("wk ") else "day" if len(labels[0]) == 10 else "month"
     return (
-        f'<h2 id="time">Over time</h2><p class="small muted">Failures per {period} of the run '
+        f'<h2 id="time">Errors over time</h2><p class="small muted">Errors per {period} of the run '
         "groups' start, by cause.</p>"
         + column_chart(cols, title="Failures over time", series=series)
     )
@@ -289,6 +330,7 @@ def _table_section(data: SiteData) -> str:
         '<input type="search" id="runs-filter" placeholder="Filter: task, agent, cause, run…" '
         'aria-label="Filter runs">'
         f'<label>Agent <select id="runs-agent"><option value="">all</option>{options}</select></label>'
+        f'<label>Verdict <select id="runs-mode"><option value="">all</option>{mode_options()}</select></label>'
         '<label><input type="checkbox" id="runs-nosolution"> only runs without a valid solution</label>'
         '<span id="runs-count" class="muted" aria-live="polite"></span></div>'
         '<div class="tablewrap"><table id="runs"><thead><tr>'
@@ -331,6 +373,9 @@ def _row(r: RunRow) -> list[Any]:
         "valid": valid,
         "best": r.best_metric if r.best_metric == r.best_metric else None,  # nan -> blank
         "failures": r.failures,
+        "mode": r.mode,
+        "verdict": r.verdict,
+        "ev": r.evidence_href,
         "cause": r.cause,
         "result": result,
         "group": r.run_group,

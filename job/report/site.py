@@ -1,4 +1,4 @@
-"""Build ``ROOT/index.html`` and ``ROOT/failures.csv`` from what the job left in ROOT.
+"""Build ``ROOT/index.html``, ``failures.csv``, ``runs.csv`` and ``summary.json`` from ROOT.
 
 Inputs, all optional (a missing piece just means less on the page):
 
@@ -48,6 +48,17 @@ from job.report.collect import (
 from job.report.index_page import render_index
 from job.report.journal_files import page_header
 from job.report.journal_page import render_journal_page
+from job.report.verdict_banners import stamp_all
+from job.report.verdicts import (
+    SUMMARY_JSON,
+    RunVerdict,
+    compute_verdicts,
+    read_cache,
+    read_summary,
+    summarize,
+    write_evidence_pages,
+)
+from job.report.verdicts import write_outputs as write_verdict_outputs
 
 INDEX_HTML = "index.html"
 FAILURES_CSV = "failures.csv"
@@ -87,6 +98,10 @@ class SiteSummary:
     pages_written: int = 0  # journal pages written for those entries
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    verdicts: dict[str, int] = field(default_factory=dict)  # runs by verdict mode
+    evidence_pages: int = 0
+    verdicts_stamped: int = 0  # journal pages and text reports whose verdict banner changed
+    verdicts_reused: int = 0  # runs whose files did not change since the last build
 
     def as_log(self) -> dict[str, Any]:
         """Fields for one structured log line (warnings counted, not listed)."""
@@ -118,19 +133,44 @@ def build_site(root: Path, *, backfill: bool = True, now: datetime | None = None
     journal_folders = {run_folder_of(str(e["journal"])) for e in entries}
     others = failed_runs_without_journal(failed_runs, groups, journal_folders)
     data = collect(entries, others, run_outcomes(groups), (g.name for g in groups))
-    data.warnings = warnings + data.warnings
     generated = now or datetime.now(UTC)
+    verdicts = compute_verdicts(failed_runs, groups, entries, read_cache(root))
+    _attach_verdicts(data, verdicts)
+    summary = summarize(verdicts, read_summary(root / SUMMARY_JSON, warnings.append), generated)
+    evidence_pages = write_evidence_pages(root, verdicts, warnings.append)
+    stamped = stamp_all(aide_dir, entries, verdicts, warnings.append)
+    data.warnings = warnings + data.warnings
     html = render_index(
         data,
         generated_at=generated,
         root_name=root.resolve().name or str(root),
         version=__version__,
+        verdicts=verdicts,
+        summary=summary,
     )
     index_path = root / INDEX_HTML
     csv_path = root / FAILURES_CSV
     atomic_write_text(csv_path, failures_csv(data.failures))
+    write_verdict_outputs(root, verdicts, summary)
     atomic_write_text(index_path, html)
-    return _summary(data, index_path, csv_path, backfilled, pages, time.monotonic() - started)
+    out = _summary(data, index_path, csv_path, backfilled, pages, time.monotonic() - started)
+    out.verdicts = dict(summary["by_mode"])
+    out.evidence_pages = evidence_pages
+    out.verdicts_stamped = stamped
+    out.verdicts_reused = sum(1 for v in verdicts if v.reused)
+    return out
+
+
+def _attach_verdicts(data: SiteData, verdicts: list[RunVerdict]) -> None:
+    """Give each table row its run's verdict (rows of one run share it)."""
+    by_folder = {v.record.run_folder: v for v in verdicts}
+    for row in data.runs:
+        found = by_folder.get(row.run_folder)
+        if found is None:
+            continue
+        row.mode = found.verdict.mode
+        row.verdict = found.verdict.cause
+        row.evidence_href = found.evidence_href
 
 
 def _summary(

@@ -260,6 +260,10 @@ def test_run_parses_each_archive_as_it_arrives_and_matches_download_then_parse(
         "--output-dir",
         str(apart / "aide_journals"),
     )
+    # `run` ends with the report stage (it stamps each run's verdict on its pages): so here too.
+    from job.report.site import build_site
+
+    build_site(apart)
 
     discovered = next(e for e in logs if e["event"] == "parse.discovered")
     journals = discovered["journals"]

@@ -14,6 +14,7 @@ mtime is the run group's time, which makes the bytes a function of the seed.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from job.demo.synthetic import aide, others
+from job.demo.synthetic import aide, others, outcomes
 from job.demo.synthetic.catalog import (
     AGENTS,
     TASKS,
@@ -98,7 +99,7 @@ class RunGroupSpec:
                     "task_id": r.task.task_id,
                     "agent_id": r.agent,
                     "seed": r.seed,
-                    "success": False,
+                    "success": run_mode(r, self.when) == outcomes.SUCCEEDED,
                 }
                 for r in self.runs
             },
@@ -193,6 +194,20 @@ def _simulate(run: RunSpec, when: datetime) -> tuple[list[aide.Node], RunData]:
     return nodes, data
 
 
+@functools.lru_cache(maxsize=256)
+def run_mode(run: RunSpec, when: datetime) -> str:
+    """How the run ends (:mod:`job.demo.synthetic.outcomes`): the ground truth of its verdict.
+
+    For AIDE it depends on whether the journal found a valid step, so the journal
+    is simulated here (cached: metadata.json and the run's files both ask).
+    """
+    drawn = outcomes.draw_mode(run.agent, run.rng_seed)
+    if run.agent != "aide":
+        return drawn
+    nodes, _ = _simulate(run, when)
+    return outcomes.aide_mode(drawn, aide.best_index(nodes, run.task) is not None)
+
+
 Content = bytes | IO[bytes] | Callable[[], Iterable[bytes | str]]
 
 
@@ -237,14 +252,20 @@ class _RunFiles:
                 run.task, run.exp_name, root, run.steps, data, rng
             ).encode(),
         }
-        run_log = (
-            f"[Worker 0] Running seed {run.seed} for {run.task.task_id} and agent aide\n"
-            f"[Worker 0] Agent completed without exception but failed internally for seed {run.seed}, "
-            f"task {run.task.task_id}, agent aide\n"
-        ).encode()
         has_good = aide.best_index(nodes, run.task) is not None
+        mode = run_mode(run, self.when)
+        end_of_run = outcomes.ending(
+            random.Random(run.rng_seed ^ 0xE4D),
+            agent="aide",
+            task=run.task,
+            seed=run.seed,
+            mode=mode,
+            start=base,
+        )
+        run_log = end_of_run.run_log.encode()
+        submits = mode == outcomes.SUCCEEDED
         fixed = _size(journal) + _size(tree) + sum(map(len, small.values())) + len(run_log)
-        verbose_bytes, sub_bytes = self._split(fixed, has_submission=has_good, log_share=0.5)
+        verbose_bytes, sub_bytes = self._split(fixed, has_submission=submits, log_share=0.5)
         if run.verbose_log_bytes is not None:
             verbose_bytes = run.verbose_log_bytes
         exp = f"{root}/logs/{run.exp_name}"
@@ -286,14 +307,22 @@ class _RunFiles:
             _Entry(f"{root}/run.log", run_log, end),
             _Entry(f"{root}/submission", None, end),
         ]
-        if has_good:
-            self._submission(root, data, sub_bytes, end)
+        self._submission_files(root, end_of_run, data, sub_bytes, end)
 
     def _other(self, rng: random.Random, root: str, base: float, end: float) -> None:
         run = self.run
-        failure = others.draw_failure(rng, run.agent, run.task, run.run_id)
-        run_log = others.run_log(rng, run.agent, run.task, run.seed, run.run_id, failure).encode()
-        has_submission = rng.random() < 0.3
+        mode = run_mode(run, self.when)
+        end_of_run = outcomes.ending(
+            random.Random(run.rng_seed ^ 0xE4D),
+            agent=run.agent,
+            task=run.task,
+            seed=run.seed,
+            mode=mode,
+            start=base,
+            traceback=others.crash_traceback(rng, run.agent, run.task, run.run_id),
+        )
+        run_log = end_of_run.run_log.encode()
+        has_submission = mode == outcomes.SUCCEEDED
         log_bytes, sub_bytes = self._split(
             len(run_log), has_submission=has_submission, log_share=0.85
         )
@@ -302,16 +331,14 @@ class _RunFiles:
         elif self.budget is None:
             log_bytes = rng.randrange(20_000, 400_000)
         log_seed = rng.getrandbits(32)
-        tail = (failure.traceback + failure.error_line + "\n").encode()
+        tail = end_of_run.agent_tail.encode()
         self.entries += [
             _Entry(f"{root}/code", None, end),
             _Entry(f"{root}/logs", None, end),
             _Entry(
                 f"{root}/logs/agent.log",
                 lambda: _with_tail(
-                    others.agent_log_chunks(
-                        random.Random(log_seed), run.agent, run.task, base, failure
-                    ),
+                    others.agent_log_chunks(random.Random(log_seed), run.agent, run.task, base),
                     tail,
                     log_bytes,
                 ),
@@ -329,8 +356,22 @@ class _RunFiles:
                     run.blob_bytes,
                 )
             )
-        if has_submission:
-            self._submission(root, RunData.draw(rng), sub_bytes, end)
+        self._submission_files(root, end_of_run, RunData.draw(rng), sub_bytes, end)
+
+    def _submission_files(
+        self,
+        root: str,
+        end_of_run: outcomes.Ending,
+        data: RunData,
+        sub_bytes: int | None,
+        at: float,
+    ) -> None:
+        """A real submission CSV for a run that succeeded; the wrong files for a submission error."""
+        for name, body in end_of_run.submission.items():
+            if body is None:
+                self._submission(root, data, sub_bytes, at)
+            else:
+                self.entries.append(_Entry(f"{root}/submission/{name}", body, at))
 
     def _split(
         self, fixed: int, *, has_submission: bool, log_share: float

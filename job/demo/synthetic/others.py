@@ -193,6 +193,19 @@ def draw_failure(rng: random.Random, agent: str, task: Task, run_id: str) -> Age
     )
 
 
+#: Ways out that are not a crash: the run's verdict would be a time limit or a step limit.
+_NOT_A_CRASH = {"TimeoutError", "AgentMaxStepsError", "GraphRecursionError"}
+
+
+def crash_traceback(rng: random.Random, agent: str, task: Task, run_id: str) -> str:
+    """A traceback for a run whose agent crashed (a code exception, not a step or time limit)."""
+    for _ in range(50):
+        failure = draw_failure(rng, agent, task, run_id)
+        if failure.exc_type not in _NOT_A_CRASH and failure.traceback:
+            return failure.traceback
+    return _tb([], "RuntimeError: the agent crashed")
+
+
 def _stamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -208,9 +221,7 @@ _THOUGHTS = (
 )
 
 
-def agent_log_chunks(
-    rng: random.Random, agent: str, task: Task, start: float, failure: AgentFailure
-) -> Iterator[str]:
+def agent_log_chunks(rng: random.Random, agent: str, task: Task, start: float) -> Iterator[str]:
     """The agent's own log: an endless conversation; the caller cuts it to size."""
     t = start
     step = 0
