@@ -10,7 +10,7 @@ import pytest
 
 from job.demo.locals3 import LocalS3
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"
 _bucket_ids = itertools.count()
 
 

@@ -19,7 +19,7 @@ from job.demo.synthetic import seed_bucket
 from job.parse.stage import run_parse
 from job.report.journal_files import JOURNAL_FILES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
 SAMPLE_ARCHIVES = SAMPLES / "bucket" / "v1" / "artifacts" / "failed_runs"
 
 PAYLOAD = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'

@@ -1,6 +1,6 @@
 """Build tar.gz archives in memory: biomlbench-shaped run groups and hostile inputs.
 
-Why: the samples in ``/work/shared/samples`` are realistic but few and small. The job's
+Why: the samples in ``tests/fixtures/samples`` are realistic but few and small. The job's
 download/extract/parse path also has to be tested on shapes they do not cover (many
 runs, other agents, odd journals) and, above all, on archives written by an attacker
 or a broken uploader. Every builder returns the archive as ``bytes``, is
