@@ -34,6 +34,7 @@ from job.core.config import (
     RetrySettings,
     S3Settings,
     Shard,
+    usable_cpus,
 )
 from job.core.errors import UsageError
 from job.core.metrics import RunMetrics, write_metrics
@@ -105,8 +106,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=_env_default("CONCURRENT", _positive_int, None),
         metavar="N",
-        help="archives in flight (default 8) / journal worker processes (default 2); "
-        "env CONCURRENT",
+        help="archives in flight (default 8; CPUs + 1 of them decompressing) / journal "
+        "worker processes (default: the CPUs this container may use); env CONCURRENT",
     )
     _metrics_flag(parser)
     parser.add_argument(
@@ -351,7 +352,7 @@ def _parse_config(args: argparse.Namespace, runs: Path, out: Path, shard: Shard)
     return ParseConfig(
         failed_runs_dir=runs,
         output_dir=out,
-        concurrent=args.concurrent or 2,
+        concurrent=args.concurrent or usable_cpus(),
         dry_run=args.dry_run,
         force=args.force,
         shard=shard,

@@ -8,6 +8,7 @@ the container entrypoint drive exactly the same code.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,9 +89,82 @@ class ParseConfig:
     shard: Shard = Shard()
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, as container limits set it)."""
+def usable_cpus(proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may keep busy: its affinity mask, capped by its cgroup's CPU quota.
+
+    A pod limited to 2 CPUs on a 64-core node sees all 64 in ``os.cpu_count()`` and
+    often in its affinity mask too; the quota (cgroup v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``) is what the kernel enforces, by
+    throttling. Workers beyond it only add contention, so sizes derive from this.
+    A fractional quota rounds up (1.5 CPUs can keep two workers partly busy).
+    ``proc`` and ``cgroup_root`` exist for tests.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(proc, cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(proc: Path, cgroup_root: Path) -> float | None:
+    """CPUs' worth of time per period the cgroup allows this process; None when unlimited.
+
+    Walks from this process's own cgroup up to the root, taking the tightest limit
+    on the way (a parent's quota binds its children too). Anything unreadable
+    counts as no limit: this only ever lowers a worker count.
+    """
+    try:
+        lines = (proc / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    limits: list[float] = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if not hierarchy or not path.startswith("/"):
+            continue
+        if hierarchy == "0" and controllers == "":
+            base = cgroup_root  # v2, unified
+            reader = _v2_limit
+        elif "cpu" in controllers.split(","):
+            base = next(
+                (
+                    cgroup_root / d
+                    for d in ("cpu,cpuacct", "cpu", controllers)
+                    if (cgroup_root / d).is_dir()
+                ),
+                cgroup_root / "cpu",
+            )
+            reader = _v1_limit
+        else:
+            continue
+        parts = [p for p in path.split("/") if p and p != ".."]
+        for depth in range(len(parts), -1, -1):
+            limit = reader(base.joinpath(*parts[:depth]))
+            if limit is not None:
+                limits.append(limit)
+    return min(limits) if limits else None
+
+
+def _v2_limit(folder: Path) -> float | None:
+    try:
+        quota, _, period = (folder / "cpu.max").read_text().strip().partition(" ")
+        if quota == "max":
+            return None
+        return int(quota) / int(period or "100000")
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _v1_limit(folder: Path) -> float | None:
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return quota / period
