@@ -8,6 +8,7 @@ that :func:`remove_stale_temporaries` deletes on the next run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -22,9 +23,35 @@ import orjson
 TEMP_MARKER = ".partial-"
 
 
+#: Longest file name most filesystems take (bytes, ext4's NAME_MAX).
+NAME_MAX = 255
+#: What a temporary name adds after its prefix: ``<pid>-<8 hex>``, pid up to 10 digits.
+_UNIQUE = 10 + 1 + 8
+#: Bytes of the target's name kept readable in a shortened temporary name.
+_KEPT = 100
+
+
+def temp_prefix(target: Path) -> str:
+    """How every temporary of ``target`` starts: ``.<name>.partial-``, shortened if needed.
+
+    A target whose name is already close to NAME_MAX (a long key or member name)
+    would get a temporary name past it, and ENAMETOOLONG used to end the whole
+    run. Such names keep their first bytes and add a hash of the whole name, so
+    temporaries stay unique per target and shard-aware cleanup (which matches
+    this prefix) still finds them.
+    """
+    name = target.name
+    raw = os.fsencode(name)
+    if 1 + len(raw) + len(TEMP_MARKER) + _UNIQUE > NAME_MAX:
+        digest = hashlib.sha256(raw).hexdigest()[:16]
+        name = os.fsdecode(raw[:_KEPT]).rstrip("\udcff") + "~" + digest
+        name = os.fsdecode(os.fsencode(name))  # a clipped multi-byte character stays escaped
+    return f".{name}{TEMP_MARKER}"
+
+
 def temp_sibling(target: Path) -> Path:
     """A unique hidden name in ``target``'s folder, so a rename is atomic (same filesystem)."""
-    return target.with_name(f".{target.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
+    return target.with_name(f"{temp_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def is_temporary(name: str) -> bool:

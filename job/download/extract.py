@@ -30,6 +30,7 @@ from typing import Protocol
 
 from job.core.errors import Cancelled, ItemError
 from job.core.signals import stop_requested
+from job.download.names import check_member_path
 from job.download.safety import Seen, judge, link_escapes, safe_mode
 
 CHUNK = 1 << 20
@@ -287,6 +288,7 @@ def extract_stream(stream: Readable, dest: Path, limits: Limits) -> ExtractStats
                 raise ItemError(f"unsafe archive: {verdict.problem}")
             rel = verdict.path
             assert rel is not None
+            check_member_path(dest, rel)
             if member.isreg():
                 stats.bytes += member.size
                 if stats.bytes > limits.max_bytes:

@@ -31,6 +31,7 @@ from job.core.errors import Cancelled, ItemError
 from job.core.signals import stop_requested
 from job.download.extract import Limits, TarSource, extract_stream
 from job.download.listing import Archive
+from job.download.names import check_archive_folder
 from job.download.retrying import diagnose, retrying
 from job.download.throttle import AdaptiveThrottle
 from job.download.transfer import VerifyingReader, normalise_etag
@@ -139,6 +140,7 @@ class Fetcher:
         """Download and publish ``archive``; raises ItemError/ClientError/... when it fails."""
         started = time.monotonic()
         attempts = 0
+        check_archive_folder(self.cfg.output_dir, archive.folder, self.cfg.keep_compressed)
 
         def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
             self.log.warning(

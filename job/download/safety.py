@@ -80,6 +80,11 @@ def _under_symlink(path: str, symlinks: set[str]) -> str | None:
     return None
 
 
+#: Largest size a member may declare: 2**63 - 1, the most any filesystem stores (and
+#: far past the default --max-bytes, which then names the real limit).
+MAX_MEMBER_SIZE = 2**63 - 1
+
+
 def judge(member: tarfile.TarInfo, seen: Seen) -> Verdict:
     """Is it safe to extract ``member`` given what the archive already created?"""
     name = member.name
@@ -90,6 +95,15 @@ def judge(member: tarfile.TarInfo, seen: Seen) -> Verdict:
     path = normalise(name)
     if path is None:
         return _reject(f"member {name!r} climbs out of the archive folder with '..'")
+
+    if member.size < 0 or member.size > MAX_MEMBER_SIZE:
+        # tarfile takes a PAX ``size`` as written: a negative one would credit the
+        # bomb guard's running total, and a huge one is no real file.
+        return _reject(f"member {name!r} declares an impossible size of {member.size} bytes")
+    if member.sparse is not None and any(
+        offset < 0 or length < 0 for offset, length in member.sparse
+    ):
+        return _reject(f"member {name!r} has a sparse map with negative offsets or lengths")
 
     if member.ischr() or member.isblk():
         return _reject(f"member {name!r} is a device node")

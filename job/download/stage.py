@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from job.core.atomic import TEMP_MARKER, is_temporary, remove_tree
+from job.core.atomic import is_temporary, remove_tree, temp_prefix
 from job.core.config import DownloadConfig, shard_of
 from job.core.errors import Cancelled, ItemError, UsageError
 from job.core.logs import get_logger
@@ -86,11 +86,11 @@ def _remove_stale(output_dir: Path, archives: list[Archive], manifest_file: Path
     belong to this worker's archives are touched, because shard workers on other
     machines may be writing their own temporaries into the same folders right now.
     """
-    wanted: dict[Path, set[str]] = {output_dir: {f".{manifest_file.name}{TEMP_MARKER}"}}
+    wanted: dict[Path, set[str]] = {output_dir: {temp_prefix(manifest_file)}}
     for archive in archives:
         target = output_dir / archive.folder
         wanted.setdefault(target.parent, set()).update(
-            {f".{target.name}{TEMP_MARKER}", f".{target.name}.tar.gz{TEMP_MARKER}"}
+            {temp_prefix(target), temp_prefix(target.with_name(target.name + ".tar.gz"))}
         )
     removed = 0
     for parent, prefixes in wanted.items():

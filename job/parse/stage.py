@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from job.core.atomic import TEMP_MARKER, remove_stale_temporaries
+from job.core.atomic import remove_stale_temporaries, temp_prefix
 from job.core.config import ParseConfig, usable_cpus
 from job.core.errors import UsageError
 from job.core.logs import get_logger
@@ -392,7 +392,7 @@ def _remove_temporaries(cfg: ParseConfig, planned: list[Planned]) -> None:
     targets.append(index_path(cfg.output_dir, cfg.shard.suffix))
     prefixes: dict[Path, set[str]] = {}
     for target in targets:
-        prefixes.setdefault(target.parent, set()).add(f".{target.name}{TEMP_MARKER}")
+        prefixes.setdefault(target.parent, set()).add(temp_prefix(target))
     for folder, names in prefixes.items():
         for leftover in _files_starting_with(folder, tuple(names)):
             leftover.unlink(missing_ok=True)

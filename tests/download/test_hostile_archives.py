@@ -48,6 +48,8 @@ def no_links_outside(root: Path) -> None:
         (lambda out: tf.zero_bytes(), "not a valid tar archive"),
         (lambda out: tf.bomb_single_member(64 * 1024 * 1024), "--max-bytes"),
         (lambda out: tf.bomb_many_members(5000), "--max-members"),
+        (lambda out: tf.negative_pax_size(), "impossible size"),
+        (lambda out: tf.long_member_name(300), "at most 255"),
     ],
 )
 def test_hostile_archive_fails_alone_and_writes_nothing(build, reason, s3, bucket, tmp_path):

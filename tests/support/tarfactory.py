@@ -635,3 +635,28 @@ def upload(s3_client: Any, bucket: str, key: str, data: bytes) -> str:
     """Put ``data`` at ``s3://bucket/key`` and return its ETag (quotes stripped)."""
     response = s3_client.put_object(Bucket=bucket, Key=key, Body=data)
     return str(response["ETag"]).strip('"')
+
+
+def negative_pax_size(*, run_group: str = DEFAULT_RUN_GROUP) -> bytes:
+    """A member whose PAX header says ``size=-1000000``: tarfile takes it as written.
+
+    Without a check the running total of extracted bytes goes down by a million,
+    so the big file after it passes a bomb guard it should have tripped.
+    """
+    pax = tarfile.TarInfo(f"{run_group}/credit.bin")
+    pax.type = tarfile.REGTYPE
+    pax.mtime = MTIME
+    pax.pax_headers = {"size": "-1000000"}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_dir(run_group))
+        tar.addfile(pax)
+        big = b"x" * 1_500_000
+        tar.addfile(_file(f"{run_group}/big.bin", big), io.BytesIO(big))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def long_member_name(length: int = 300, *, run_group: str = DEFAULT_RUN_GROUP) -> bytes:
+    """A member whose file name is longer than any filesystem takes (NAME_MAX, 255 bytes)."""
+    data = b"x"
+    return _targz([*_benign_prefix(run_group), (_file(f"{run_group}/{'n' * length}", data), data)])
