@@ -38,6 +38,7 @@ from job.core.config import (
 )
 from job.core.errors import UsageError
 from job.core.metrics import RunMetrics, write_metrics
+from job.core.redact import redact_text
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -193,7 +194,9 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (cron mails and CI logs read better), then exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        # Before logging is set up, so redacted here: a rejected value may be a URL
+        # with credentials or a pasted key.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {redact_text(message)} (see --help)\n")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -447,8 +450,8 @@ def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
 def _usage_exit(exc: UsageError, log: Any = None) -> int:
     """One line on stderr (and the event, once logging is set up), then exit status 2."""
     if log is not None:
-        log.error("usage_error", error=str(exc))
-    print(f"analyze-failures: error: {exc}", file=sys.stderr)
+        log.error("usage_error", error=str(exc))  # the log chain redacts it
+    print(f"analyze-failures: error: {redact_text(str(exc))}", file=sys.stderr)
     return EXIT_USAGE
 
 

@@ -24,12 +24,13 @@ import structlog
 
 from job.core.console import ConsoleLines
 from job.core.progress import interrupting
+from job.core.redact import REDACTED, redact_text
 from job.core.signals import request_stop
 
 LogFormat = Literal["json", "console"]
 
 _SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-_REDACTED = "[REDACTED]"
+_REDACTED = REDACTED
 
 
 class SecretRedactor:
@@ -47,7 +48,7 @@ class SecretRedactor:
             for secret in self._secrets:
                 if secret in value:
                     value = value.replace(secret, _REDACTED)
-            return value
+            return redact_text(value)
         if isinstance(value, dict):
             return {k: self._scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -57,8 +58,7 @@ class SecretRedactor:
         return value
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
-        if not self._secrets:
-            return event
+        # Always: URL credentials and key-shaped values need no registration.
         return {k: self._scrub(v) for k, v in event.items()}
 
 
