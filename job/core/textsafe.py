@@ -14,6 +14,15 @@ from typing import Any
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+#: Characters that change how text *looks* without being seen: bidirectional
+#: overrides and isolates (a filename can read backwards), zero-width characters,
+#: the BOM, and C1 controls. Agent output carries them; every report, page and CSV
+#: shows them as visible escapes instead.
+INVISIBLE_CLASS = "\x80-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_INVISIBLE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f{INVISIBLE_CLASS}]")
+#: First characters with which a spreadsheet cell becomes a formula (OWASP's list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
 
 def scrub_surrogates(text: str) -> str:
     """``text`` with every lone surrogate replaced (the same object when there is none)."""
@@ -48,3 +57,49 @@ def scrub_document(doc: Any) -> Any:
                 elif isinstance(value, list | dict):
                     stack.append(value)
     return doc
+
+
+def visible_escape(char: str) -> str:
+    """``\\u202e`` for U+202E: what an invisible character is shown as."""
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def show_invisible(text: str) -> str:
+    """``text`` with control and invisible characters replaced by visible escapes.
+
+    Tab and newline stay (they lay text out); everything in :data:`INVISIBLE_CLASS`
+    and the other C0 controls become ``\\xNN`` / ``\\uNNNN``.
+    """
+    if text.isprintable():  # C speed; false for every character the pattern matches
+        return text
+    return _INVISIBLE.sub(lambda m: visible_escape(m.group()), text)
+
+
+def csv_cell(value: object) -> object:
+    """A value as a spreadsheet should see it: escapes shown, no formula started.
+
+    Excel, LibreOffice and Google Sheets evaluate a cell that starts with ``=``,
+    ``+``, ``-`` or ``@`` (and tab or CR) as a formula; an exception message from
+    agent output must not become one. Such text gets a leading ``'``, which the
+    spreadsheets take as "this is text". Numbers (``-0.5``) are left as they are.
+    """
+    if not isinstance(value, str):
+        return value
+    value = show_invisible(value)
+    if value.startswith(_FORMULA_START) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def csv_row(row: list[object]) -> list[object]:
+    """Every cell of a CSV row through :func:`csv_cell`."""
+    return [csv_cell(v) for v in row]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -16,16 +16,47 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import re
 from typing import Any
+from urllib.parse import quote
 
 import orjson
+
+from job.core.textsafe import show_invisible, visible_escape
 
 
 def esc(value: Any) -> str:
     """Text or attribute value, escaped (quotes included); None is empty."""
     if value is None:
         return ""
-    return html.escape(str(value), quote=True)
+    return html.escape(show_invisible(str(value)), quote=True)
+
+
+#: What :func:`job.core.textsafe.show_invisible` escapes, as it appears in orjson's
+#: output: non-ASCII characters raw in UTF-8, C0 controls as ``\u00XX`` escapes
+#: (shown as the text ``\u00XX`` once decoded, i.e. visibly), DEL raw.
+_INVISIBLE_UTF8 = re.compile(
+    rb"\xc2[\x80-\x9f]|\xe2\x80[\x8b-\x8f\xaa-\xae]|\xe2\x81[\xa0-\xa4\xa6-\xa9]|\xef\xbb\xbf|\x7f"
+    rb"|(?<!\\)\\u00(?:0[0-8be]|1[0-9a-f])"
+)
+
+
+def _escaped(match: re.Match[bytes]) -> bytes:
+    # A JSON-escaped backslash, so JSON.parse yields the visible text \u202e.
+    found = match.group()
+    if found.startswith(b"\\"):  # orjson's own \u001b: escape its backslash
+        return b"\\" + found
+    return visible_escape(found.decode("utf-8")).replace("\\", "\\\\").encode()
+
+
+def sibling_href(name: str) -> str:
+    """A link to the file ``name`` in the page's own folder, whatever the name holds.
+
+    An experiment called ``javascript:alert(1)`` made the text report's link a
+    script URL (only the CSP stopped it): the name is percent-encoded (``:``
+    included) and starts with ``./``, so it is always a relative path.
+    """
+    return "./" + quote(name, safe="")
 
 
 def json_script(element_id: str, data: Any) -> str:
@@ -44,6 +75,8 @@ def json_script_bytes(element_id: str, data: Any) -> bytes:
     step's code and output, so this pass runs over as many bytes as the journal.
     """
     body = orjson.dumps(data).replace(b"<", b"\\u003c")
+    if _INVISIBLE_UTF8.search(body) is not None:  # rare: agent output with bidi overrides...
+        body = _INVISIBLE_UTF8.sub(_escaped, body)
     return (
         b'<script type="application/json" id="'
         + esc(element_id).encode()

@@ -38,6 +38,7 @@ from job.report.html import (
     json_script_bytes,
     page_bytes,
     plural,
+    sibling_href,
 )
 from job.report.svg import Bar, bar_chart
 from job.report.tree import R, edges_svg, layout, node_class, shows_metric
@@ -87,7 +88,7 @@ def render_journal_page(
         f'<h2 id="steps-h">Steps ({fmt_int(len(nodes))})</h2>',
         _filters(),
         f'<div id="steps" class="steps" data-chunk="{CHUNK}"></div>',
-        f'<noscript><p>Drawing the tree\'s nodes and the steps needs JavaScript; <a href="{esc(report_name)}">'
+        f'<noscript><p>Drawing the tree\'s nodes and the steps needs JavaScript; <a href="{esc(sibling_href(report_name))}">'
         "the text report</a> has the same content.</p></noscript>",
         "</main>",
     ]
@@ -110,7 +111,7 @@ def render_journal_page(
 def _top(journal: Journal, header: Mapping[str, Any], report_name: str, title: str) -> str:
     back = header.get(INDEX_HREF)
     nav = [f'<a href="{esc(back)}">← All runs</a>'] if back else []
-    nav.append(f'<a href="{esc(report_name)}">Text report</a>')
+    nav.append(f'<a href="{esc(sibling_href(report_name))}">Text report</a>')
     rows = "".join(
         f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>"
         for k, v in header.items()

@@ -31,6 +31,7 @@ import orjson
 from job import __version__
 from job.core.atomic import atomic_write_bytes, atomic_write_text
 from job.core.errors import ItemError
+from job.core.textsafe import csv_row
 from job.model.extras import EXTRAS_VERSION, index_extras, journal_page_path
 from job.model.journal import load_journal
 from job.model.layout import derive_layout
@@ -296,32 +297,26 @@ def failures_csv(failures: list[FailureRow]) -> str:
     stamp = functools.cache(_utc_stamp)  # a run group's failures share its start time
     for f in failures:
         writer.writerow(
-            [
-                f.run_group or "",
-                "" if f.started is None else stamp(f.started),
-                f.agent or "",
-                f.task or "",
-                f.run or "",
-                f.experiment or "",
-                "" if f.step is None else f.step,
-                f.stage or "",
-                f.type or "",
-                _csv_text(f.message),
-                _csv_text(f.detail or ""),
-                f.cause,
-                f.source,
-            ]
+            csv_row(
+                [
+                    f.run_group or "",
+                    "" if f.started is None else stamp(f.started),
+                    f.agent or "",
+                    f.task or "",
+                    f.run or "",
+                    f.experiment or "",
+                    "" if f.step is None else f.step,
+                    f.stage or "",
+                    f.type or "",
+                    f.message,
+                    f.detail or "",
+                    f.cause,
+                    f.source,
+                ]
+            )
         )
     return buf.getvalue()
 
 
 def _utc_stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _csv_text(text: str) -> str:
-    """Spreadsheet apps run cells starting with = + @ as formulas; a quote defuses them.
-
-    ("-" is left alone: messages starting with a negative number are common.)
-    """
-    return "'" + text if text[:1] in ("=", "+", "@", "\t", "\r") else text

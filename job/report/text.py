@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from job.core.atomic_stream import ENCODE_ERRORS
 from job.core.errors import Cancelled
+from job.core.textsafe import INVISIBLE_CLASS, visible_escape
 from job.model.journal import Journal, Node, StepError
 from job.model.layout import Layout
 
@@ -39,11 +40,11 @@ _PLAN, _CODE, _OUTPUT, _ANALYSIS = (
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-_])")
 _LINE_START = re.compile(r"\n(?=[^\n])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f{INVISIBLE_CLASS}]")
 # What clean_text would change, as bytes of UTF-8 text: C0 controls but tab and
 # newline (so CR and ESC too), and DEL; C1 controls are two bytes, found by _C1.
 _ASCII_CONTROLS = bytes(range(0x00, 0x09)) + bytes(range(0x0B, 0x20)) + b"\x7f"
-_C1 = re.compile(r"[\x80-\x9f]")
+_C1 = re.compile(f"[{INVISIBLE_CLASS}]")  # C1 controls, bidi overrides, zero-width...
 
 
 def render_report(journal: Journal, layout: Layout) -> str:
@@ -347,7 +348,7 @@ def clean_text(text: str) -> str:
         text = _ANSI.sub("", text)
     if _CONTROL.search(text) is None:  # the common case: nothing to escape, no copy
         return text
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(lambda m: visible_escape(m.group()), text)
 
 
 def _inline(text: str) -> str:

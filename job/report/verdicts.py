@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from job.core.atomic import atomic_write_bytes, atomic_write_text
+from job.core.textsafe import csv_row
 from job.model.run_evidence import RunRecord, group_runs
 from job.model.runs import RunGroupDir
 from job.model.verdict import (
@@ -216,27 +217,25 @@ def runs_csv(rows: Sequence[RunVerdict]) -> str:
         rec, v = r.record, r.verdict
         duration = rec.evidence.duration_s
         writer.writerow(
-            [
-                rec.group.name,
-                PurePosixPath(rec.run_key).name,
-                rec.agent or "",
-                rec.task_id or "",
-                "" if rec.seed is None else rec.seed,
-                "" if rec.success is None else str(rec.success).lower(),
-                v.mode,
-                _csv_text(v.cause),
-                v.evidence_file or "",
-                "" if v.evidence_line is None else v.evidence_line,
-                _csv_text(v.evidence),
-                "" if duration is None else round(duration),
-                "" if r.steps is None else r.steps,
-            ]
+            csv_row(
+                [
+                    rec.group.name,
+                    PurePosixPath(rec.run_key).name,
+                    rec.agent or "",
+                    rec.task_id or "",
+                    "" if rec.seed is None else rec.seed,
+                    "" if rec.success is None else str(rec.success).lower(),
+                    v.mode,
+                    v.cause,
+                    v.evidence_file or "",
+                    "" if v.evidence_line is None else v.evidence_line,
+                    v.evidence,
+                    "" if duration is None else round(duration),
+                    "" if r.steps is None else r.steps,
+                ]
+            )
         )
     return buf.getvalue()
-
-
-def _csv_text(text: str) -> str:
-    return "'" + text if text[:1] in ("=", "+", "@", "\t", "\r") else text
 
 
 # --- evidence pages ---------------------------------------------------------------------

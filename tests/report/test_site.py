@@ -615,8 +615,18 @@ def test_journal_page_is_deterministic_and_escapes_header() -> None:
     assert a == render_journal_page(journal, header=header, report_name="a&b.txt").decode()
     assert "&lt;b&gt;x&lt;/b&gt;" in a
     assert "<b>x</b>" not in a
-    assert 'href="a&amp;b.txt"' in a
+    assert 'href="./a%26b.txt"' in a
     assert "<dt>Run</dt>" not in a
+
+
+def test_a_hostile_experiment_name_links_as_a_relative_path() -> None:
+    html = render_journal_page(
+        big_journal(3), header={}, report_name="javascript:alert(1)//.txt"
+    ).decode()
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs
+    assert all(not h.lower().startswith("javascript") for h in hrefs), hrefs
+    assert 'href="./javascript%3Aalert%281%29%2F%2F.txt"' in html
 
 
 def test_page_header_links_back_to_the_index() -> None:
@@ -706,3 +716,22 @@ def test_the_over_time_chart_uses_its_width_with_round_ticks() -> None:
     assert max(xs) - min(xs) > width / 2, "three columns spread over the plot, not huddled left"
     ticks = [int(v.replace(",", "")) for v in re.findall(r'class="val">([\d,]+)</text>', svg)]
     assert ticks == [20, 40, 60]  # round steps up past the largest column (55)
+
+
+def test_pages_and_reports_show_bidi_overrides_as_escapes() -> None:
+    from job.report.text import render_report
+    from tests.journal_builders import journal as jdoc
+    from tests.journal_builders import node as jnode
+
+    rlo = "\u202e"
+    doc = jdoc([jnode(0, plan=f"rename to evil{rlo}txt.exe", term_out=[f"out{rlo}\x1b[0m x\n"])])
+    built = build_journal(doc)
+    page = render_journal_page(built, header={"Task": f"t{rlo}"}, report_name="r.txt").decode()
+    assert rlo not in page
+    assert "evil\\\\u202etxt.exe" in page  # JSON-escaped backslash: the page shows \u202e
+    assert "t\\u202e" in page  # the header, server-rendered
+    report = render_report(
+        built, derive_layout("G_run-group_aide/d/t_" + "0" * 36 + "/logs/e/journal.json")
+    )
+    assert rlo not in report
+    assert "evil\\u202etxt.exe" in report
