@@ -39,8 +39,19 @@ from job.core.config import (
 from job.core.errors import UsageError
 from job.core.metrics import RunMetrics, write_metrics
 from job.core.redact import redact_text
+from job.core.runlock import EXIT_LOCKED, Locked
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < 10**7:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10000000, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -111,6 +122,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "worker processes (default: the CPUs this container may use); env CONCURRENT",
     )
     _metrics_flag(parser)
+    _lock_flag(parser)
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would be done; touch nothing"
     )
@@ -131,6 +143,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="number of shards (default: SHARD_COUNT; unsharded)",
+    )
+
+
+def _lock_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-lock",
+        type=_seconds,
+        default=_env_default("WAIT_LOCK", _seconds, 0.0),
+        metavar="SECONDS",
+        help="when another run holds the output dir, wait up to this long for it "
+        "instead of exiting 75 at once (default: 0.0; env WAIT_LOCK)",
     )
 
 
@@ -279,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="the run's output dir (the --output-dir of `run`)",
         )
         _metrics_flag(extra)
+        _lock_flag(extra)
     return parser
 
 
@@ -391,20 +415,21 @@ def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
 
         root: Path = args.output_dir
         _check_root(root)
-        get_logger().info("merge.done", root=str(root), **merge_outputs(root))
-        with _timed(metrics, "report"):
-            write_site(root)
+        with _locked(args, [root], None):
+            get_logger().info("merge.done", root=str(root), **merge_outputs(root))
+            with _timed(metrics, "report"):
+                write_site(root)
         return EXIT_OK
     if args.command == "report":
         _check_root(args.output_dir)
-        with _timed(metrics, "report"):
+        with _locked(args, [args.output_dir], None), _timed(metrics, "report"):
             write_site(args.output_dir)
         return EXIT_OK
     shard = _shard(args)
     if args.command == "download":
         from job.download.stage import run_download
 
-        with _timed(metrics, "download"):
+        with _locked(args, [args.output_dir], shard), _timed(metrics, "download"):
             downloaded = run_download(_download_config(args, args.output_dir, shard))
         metrics.stages["download"] = downloaded
         return downloaded.exit_status
@@ -413,7 +438,7 @@ def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
         from job.report.journal_files import JOURNAL_FILES
 
         cfg = _parse_config(args, args.failed_runs_dir, args.output_dir, shard)
-        with _timed(metrics, "parse"):
+        with _locked(args, [args.output_dir], shard), _timed(metrics, "parse"):
             parsed = run_parse(cfg, JOURNAL_FILES)
         metrics.stages["parse"] = parsed
         return parsed.exit_status
@@ -423,10 +448,14 @@ def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
         from job.report.journal_files import JOURNAL_FILES
 
         root = args.output_dir
-        with ParseStage(
-            _parse_config(args, root / "failed_runs", root / "aide_journals", shard),
-            JOURNAL_FILES,
-        ) as parse:
+        folders = [root, root / "failed_runs", root / "aide_journals"]
+        with (
+            _locked(args, folders, shard),
+            ParseStage(
+                _parse_config(args, root / "failed_runs", root / "aide_journals", shard),
+                JOURNAL_FILES,
+            ) as parse,
+        ):
             # Journals are parsed as their archives arrive, by workers forked now,
             # before the download starts its threads (see ParseStage).
             early = parse.start_early()
@@ -439,12 +468,41 @@ def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
             with _timed(metrics, "parse"):
                 parsed = parse.finish()
             metrics.stages["parse"] = parsed
-        if not args.dry_run and not shard.active:
-            # Sharded workers leave the page to `merge`, which sees every shard's index.
-            with _timed(metrics, "report"):
-                write_site(root)
+            if not args.dry_run and not shard.active:
+                # Sharded workers leave the page to `merge`, which sees every shard's index.
+                with _timed(metrics, "report"):
+                    write_site(root)
         return max(downloaded.exit_status, parsed.exit_status)
     raise UsageError(f"unknown command {args.command!r}")
+
+
+@contextlib.contextmanager
+def _locked(args: argparse.Namespace, folders: list[Path], shard: Shard | None) -> Iterator[None]:
+    """This run's hold on its output folders (none for a dry run, which writes nothing)."""
+    if getattr(args, "dry_run", False):
+        yield
+        return
+    from job.core.logs import get_logger
+    from job.core.runlock import output_lock
+
+    log = get_logger()
+    label = shard.suffix.lstrip(".") if shard is not None and shard.active else None
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            try:
+                stack.enter_context(
+                    output_lock(
+                        folder,
+                        label,
+                        wait=args.wait_lock,
+                        on_wait=lambda f: log.info("lock.waiting", folder=str(f)),
+                    )
+                )
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot create output dir {folder}: {exc.strerror or exc}"
+                ) from None
+        yield
 
 
 def _usage_exit(exc: UsageError, log: Any = None) -> int:
@@ -486,6 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = _dispatch(args, metrics)
     except UsageError as exc:
         status = _usage_exit(exc, log)
+    except Locked as exc:
+        log.error("lock.held", error=str(exc))
+        print(f"analyze-failures: {exc}", file=sys.stderr)
+        status = EXIT_LOCKED
     except Interrupted as exc:
         if exc.signum == signal.SIGPIPE and getattr(args, "dry_run", False):
             return EXIT_OK  # the reader of a dry run's plan has read enough; nothing was touched
