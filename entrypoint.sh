@@ -16,7 +16,7 @@
 # Environment (empty = unset):
 #   OUTPUT_DIR=/data  BUCKET_PATH  ENDPOINT_URL  CONCURRENT  LOG_FORMAT
 #   KEEP_COMPRESSED  DRY_RUN  FORCE  NO_SIGN_REQUEST   (booleans: 1/true/yes/on, 0/false/no/off)
-#   AWS_* (credentials, AWS_PROFILE, AWS_ENDPOINT_URL), SHARD_INDEX, SHARD_COUNT, METRICS_FILE, WAIT_LOCK,
+#   AWS_* (credentials, AWS_PROFILE, AWS_ENDPOINT_URL), SHARD_INDEX, SHARD_COUNT, METRICS_FILE, WAIT_LOCK, MAX_JOURNAL_BYTES,
 #   JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX: read by boto3 / the CLI directly.
 #   ANALYZE_FAILURES_BIN: the program to exec (tests point it at a venv).
 set -euo pipefail

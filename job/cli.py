@@ -28,6 +28,7 @@ from job import __version__
 from job.core.config import (
     DEFAULT_BUCKET_PATH,
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_JOURNAL_BYTES,
     DEFAULT_MAX_MEMBERS,
     DownloadConfig,
     ParseConfig,
@@ -123,6 +124,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     _metrics_flag(parser)
     _lock_flag(parser)
+    parser.add_argument(
+        "--max-journal-bytes",
+        type=_positive_int,
+        default=_env_default("MAX_JOURNAL_BYTES", _positive_int, DEFAULT_MAX_JOURNAL_BYTES),
+        metavar="N",
+        help="(parse) larger journals fail unread, with the reason; a worker needs a "
+        "few times the journal's size in memory (default: 512 MiB; env MAX_JOURNAL_BYTES)",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would be done; touch nothing"
     )
@@ -380,6 +389,7 @@ def _parse_config(args: argparse.Namespace, runs: Path, out: Path, shard: Shard)
         failed_runs_dir=runs,
         output_dir=out,
         concurrent=args.concurrent or usable_cpus(),
+        max_journal_bytes=args.max_journal_bytes,
         dry_run=args.dry_run,
         force=args.force,
         shard=shard,

@@ -16,6 +16,10 @@ from pathlib import Path
 DEFAULT_BUCKET_PATH = "s3://biomlbench/v1/artifacts/failed_runs/"
 DEFAULT_MAX_BYTES = 64 * 1024**3  # 64 GiB extracted per archive
 DEFAULT_MAX_MEMBERS = 1_000_000
+#: Largest journal parsed (bytes). A worker's peak memory is a small multiple of
+#: the journal it holds (decoded JSON plus the model; tests/parse measures it), so
+#: this bounds each worker: the biggest real AIDE journals are tens of MB.
+DEFAULT_MAX_JOURNAL_BYTES = 512 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class ParseConfig:
     dry_run: bool = False
     force: bool = False
     shard: Shard = Shard()
+    max_journal_bytes: int = DEFAULT_MAX_JOURNAL_BYTES
 
 
 def usable_cpus(proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:

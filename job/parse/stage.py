@@ -256,7 +256,14 @@ def plan(
     planned = []
     for found in journals:
         layout = derive_layout(found.rel)
-        task = ParseTask(found.path, layout, cfg.output_dir / layout.report, renderer, found.size)
+        task = ParseTask(
+            found.path,
+            layout,
+            cfg.output_dir / layout.report,
+            renderer,
+            found.size,
+            cfg.max_journal_bytes,
+        )
         prev = previous.get(found.rel)
         planned.append(Planned(task, prev, _reason(task, prev, cfg)))
     return planned

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from job.core.config import DEFAULT_MAX_JOURNAL_BYTES
 from job.core.errors import Cancelled, ItemError
 from job.model.journal import Journal, read_journal
 from job.model.layout import Layout
@@ -66,6 +67,7 @@ class ParseTask:
     report_path: Path  # where to publish the report (output folder / layout.report)
     renderer: Renderer
     size: int = 0  # the journal's bytes when planned: the pool starts big ones first
+    max_bytes: int = DEFAULT_MAX_JOURNAL_BYTES  # larger journals fail unread
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def _parse_one(task: ParseTask, should_stop: Callable[[], bool] | None) -> Parse
     try:
         if should_stop is not None and should_stop():
             raise Cancelled("stop requested")
-        journal, fingerprint = _read(task.journal_path)
+        journal, fingerprint = _read(task.journal_path, task.max_bytes)
         details = step_details(journal)
         task.renderer.write(journal, task.layout, task.report_path, details, should_stop)
         entry = entry_for(task.layout, journal, fingerprint, task.renderer.version, details)
@@ -118,11 +120,21 @@ def _parse_one(task: ParseTask, should_stop: Callable[[], bool] | None) -> Parse
     return ParseResult(entry, round(time.monotonic() - started, 3))
 
 
-def _read(path: Path) -> tuple[Journal, Fingerprint]:
-    """The journal and the fingerprint of exactly the version that was read."""
+def _read(path: Path, max_bytes: int) -> tuple[Journal, Fingerprint]:
+    """The journal and the fingerprint of exactly the version that was read.
+
+    The size is checked on the open file before a byte is read: a ~1 GB journal
+    (a ~1 MB object compresses that well) took ~4 GB in one worker.
+    """
     try:
         with open(path, "rb") as fh:
-            fingerprint = Fingerprint.of(os.fstat(fh.fileno()))
+            stat = os.fstat(fh.fileno())
+            if stat.st_size > max_bytes:
+                raise ItemError(
+                    f"journal is {stat.st_size:,} bytes, over --max-journal-bytes "
+                    f"({max_bytes:,}); raise the limit if this is expected"
+                )
+            fingerprint = Fingerprint.of(stat)
             return read_journal(fh), fingerprint
     except OSError as exc:
         raise ItemError(f"cannot read journal: {exc.strerror or exc}") from None

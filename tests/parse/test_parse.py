@@ -808,3 +808,26 @@ def test_parse_starts_without_the_s3_client_stack(cfg: ParseConfig) -> None:
     )
     assert proc.stderr.strip().splitlines()[-1] == "0 []", proc.stderr
     assert (cfg.output_dir / "index.json").exists()
+
+
+def test_a_journal_over_max_journal_bytes_fails_unread_and_the_rest_parse(tmp_path: Path) -> None:
+    runs = tmp_path / "failed_runs"
+    small, big = run_path(task="small"), run_path(task="big")
+    write_journal(runs, small, good_doc())
+    doc = good_doc()
+    doc["nodes"][0]["plan"] = "x" * 20_000
+    write_journal(runs, big, doc)
+    out = tmp_path / "aide_journals"
+    proc = subprocess.run(
+        [sys.executable, "-m", "job", "parse", "--failed-runs-dir", str(runs),
+         "--output-dir", str(out), "--max-journal-bytes", "10000"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    entries = {e["journal"]: e for e in json.loads((out / "index.json").read_text())["journals"]}
+    assert entries[small]["error"] is None
+    assert "over --max-journal-bytes (10,000)" in entries[big]["error"]
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    (failed,) = [e for e in events if e["event"] == "parse.journal" and e["outcome"] == "failed"]
+    assert failed["journal"] == big
+    assert (out / "index.json").is_file()
