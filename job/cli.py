@@ -130,7 +130,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=_env_default("MAX_JOURNAL_BYTES", _positive_int, DEFAULT_MAX_JOURNAL_BYTES),
         metavar="N",
         help="(parse) larger journals fail unread, with the reason; a worker needs a "
-        "few times the journal's size in memory (default: 512 MiB; env MAX_JOURNAL_BYTES)",
+        "few times the journal's size in memory (default: 536870912 = 512 MiB; env MAX_JOURNAL_BYTES)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would be done; touch nothing"
