@@ -25,8 +25,10 @@ REPORT_SUFFIX = ".txt"
 RUN_GROUP_MARKER = "_run-group_"
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-#: Greedy task part: task names contain underscores (``A0A140D2T1_ZIKV_Sourisseau_2019``).
-_RUN_FOLDER = re.compile(rf"(?P<task>.+)_(?P<uuid>{_UUID})")
+#: Task names contain underscores (``A0A140D2T1_ZIKV_Sourisseau_2019``): the uuid is split off the end.
+_RUN_UUID = re.compile(_UUID)
+#: ``<task>_<uuid>``: the uuid is the fixed-length end, the task everything before it.
+_UUID_LEN = 36
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,17 @@ def derive_layout(journal: str | PurePosixPath) -> Layout:
 
 
 def _run_folder_fields(name: str, warnings: list[str]) -> dict[str, str | None]:
-    match = _RUN_FOLDER.fullmatch(name)
-    if match is None:
+    task, sep, run_uuid = (
+        name[: -_UUID_LEN - 1],
+        name[-_UUID_LEN - 1 : -_UUID_LEN],
+        name[-_UUID_LEN:],
+    )
+    if not task or sep != "_" or "\n" in task or _RUN_UUID.fullmatch(run_uuid) is None:
         warnings.append(
             f"run folder {name!r} is not named '<task>_<run uuid>': task and run uuid unknown"
         )
         return {"run_id": name}
-    return {"run_id": name, "task": match["task"], "run_uuid": match["uuid"]}
+    return {"run_id": name, "task": task, "run_uuid": run_uuid}
 
 
 def _group_fields(above: tuple[str, ...], warnings: list[str]) -> dict[str, str | None]:

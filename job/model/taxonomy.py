@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 #: How much of a step's terminal output is searched for clues (tracebacks are at the end).
 _TAIL_CHARS = 16 * 1024
+#: Longest exception message classified (characters). Messages are one line in
+#: practice; a hostile one is cut here first, so every rule's cost is bounded too.
+MAX_MESSAGE_CHARS = 8 * 1024
 #: Longest value kept in a detail: details are chart labels and CSV cells.
 _MAX_VALUE = 80
 
@@ -131,7 +134,7 @@ def classify(
 ) -> Detail | None:
     """Like :func:`failure_detail`, as a :class:`Detail` (category and value apart)."""
     short = _short_type(exc_type)
-    msg = (message or "").strip()
+    msg = (message or "").strip()[:MAX_MESSAGE_CHARS]
     context = _Context(short, msg, term_out)
     for rule in _RULES:
         found = rule(context)
@@ -238,16 +241,32 @@ def _imports(c: _Context) -> Detail | None:
     return None
 
 
-_PANDAS_NONE_OF = re.compile(r"None of \[(?:Index\()?(\[.*?\])")
-_PANDAS_NOT_IN = re.compile(r"(\[.*?\]) not in index")
+_PANDAS_NONE_OF = re.compile(r"None of \[(?:Index\()?(\[[^\]\n]{0,2000}\])")
+
+
+def _pandas_not_in(msg: str) -> str | None:
+    """``['a', 'b']`` of ``"['a', 'b'] not in index"``.
+
+    Found from the literal end backwards: a regex scanning forward from every
+    ``[`` took quadratic time on text full of brackets.
+    """
+    end = msg.find("] not in index")
+    while end >= 0:
+        line_start = msg.rfind("\n", 0, end) + 1
+        start = msg.find("[", line_start, end + 1)
+        if start >= 0:
+            return msg[start : end + 1]
+        end = msg.find("] not in index", end + 1)
+    return None
 
 
 def _keys(c: _Context) -> Detail | None:
     if c.type != "KeyError":
         return None
-    found = _PANDAS_NONE_OF.search(c.msg) or _PANDAS_NOT_IN.search(c.msg)
-    if found:
-        return Detail(MISSING_COLUMNS, _clip(found[1]))
+    found = _PANDAS_NONE_OF.search(c.msg)
+    columns = found[1] if found else _pandas_not_in(c.msg)
+    if columns:
+        return Detail(MISSING_COLUMNS, _clip(columns))
     if not c.msg:
         return Detail(MISSING_KEY)
     return Detail(MISSING_KEY, _clip(_quoted(c.msg)))
@@ -255,7 +274,7 @@ def _keys(c: _Context) -> Detail | None:
 
 _PATH_AT_END = re.compile(r"No such file or directory: ['\"](.+?)['\"]\s*$")
 _H5_NAME = re.compile(r"unable to open file: name = ['\"](.+?)['\"]")
-_DOES_NOT_EXIST = re.compile(r"(?:File|Path|path|file) ['\"]?(.+?)['\"]? does not exist")
+_DOES_NOT_EXIST = re.compile(r"(?:File|Path|path|file) ['\"]?([^\n]{1,1000}?)['\"]? does not exist")
 _CANNOT_READ = re.compile(r"cannot read file ['\"]?(\S+?)['\"]?\s*$")
 
 
@@ -312,17 +331,21 @@ def _attributes(c: _Context) -> Detail | None:
     return None
 
 
-_UNEXPECTED_KW = re.compile(r"([\w.]+)\(\) got an unexpected keyword argument '(\w+)'")
+_UNEXPECTED_KW = re.compile(r"got an unexpected keyword argument '(\w{1,200})'")
+_CALLABLE_BEFORE = re.compile(r"[\w.]{1,200}\(\) $")
 
 
 def _keywords(c: _Context) -> Detail | None:
     found = _UNEXPECTED_KW.search(c.msg)
-    if found:
-        return Detail(UNEXPECTED_KEYWORD, _clip(f"{found[1]}({found[2]}=…)"))
-    found = re.search(r"got an unexpected keyword argument '(\w+)'", c.msg)
-    if found:
-        return Detail(UNEXPECTED_KEYWORD, _clip(found[1]))
-    return None
+    if found is None:
+        return None
+    # The callable's name just before the literal, looked for in a bounded window:
+    # a pattern starting with [\w.]+ retried at every position was quadratic.
+    window = c.msg[max(0, found.start() - 203) : found.start()]
+    name = _CALLABLE_BEFORE.search(window)
+    if name:
+        return Detail(UNEXPECTED_KEYWORD, _clip(f"{name[0][:-3]}({found[1]}=…)"))
+    return Detail(UNEXPECTED_KEYWORD, _clip(found[1]))
 
 
 def _gpu(c: _Context) -> Detail | None:
@@ -415,7 +438,26 @@ _LINE = re.compile(r"^.*$", re.M)
 _EXC_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::[ \t]?(?P<msg>.*))?$")
 _LEVEL_WORD = re.compile(r"\b(?:ERROR|CRITICAL|FATAL)\b")
 _LEVEL = re.compile(r"\b(?:ERROR|CRITICAL|FATAL)\b[\s:\-\]|]*")
-_TYPE_IN_TEXT = re.compile(r"\b((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Interrupt|Exit))\b")
+#: Dotted names, each found once (no nested repetition to backtrack into).
+_DOTTED_NAME = re.compile(r"[A-Za-z_][\w.]*")
+_TYPE_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit")
+
+
+def _types_in_text(text: str) -> list[str]:
+    """Exception class names in ``text`` (``KeyError``, ``numpy.core._exceptions.X``)."""
+    found = []
+    for match in _DOTTED_NAME.finditer(text):
+        name = match[0].rstrip(".")
+        last = name.rsplit(".", 1)[-1]
+        starts_word = match.start() == 0 or not text[match.start() - 1].isalnum()
+        if (
+            starts_word
+            and last[:1].isupper()
+            and last.endswith(_TYPE_SUFFIXES)
+            and ".." not in name
+        ):
+            found.append(name)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,7 +540,7 @@ def _last_error_line(text: str, after: int) -> LogError | None:
     line = text[start : len(text) if stop < 0 else stop].strip()
     level = _LEVEL.search(line)
     message = line[level.end() :] if level else line
-    types = _TYPE_IN_TEXT.findall(message)
+    types = _types_in_text(message)
     exc_type = _short_type(types[-1]) if types else None
     return LogError(exc_type, _one_line(message) or line, _excerpt(line), "error line")
 
