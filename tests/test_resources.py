@@ -64,7 +64,11 @@ def test_file_size_limit_fails_the_item_with_a_clear_message(s3_server, bucket, 
     result = cli(bucket, out, preexec=limit)
     assert result.returncode == 1, result.stderr
     assert "file-size limit" in failures(result.stdout)["failed_runs/big.tar.gz"]
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "small"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".analyze-failures.lock",
+        "manifest.json",
+        "small",
+    ]
     assert list(iter_temporaries(out)) == []
 
 
@@ -104,7 +108,11 @@ def test_full_drive_fails_the_item_being_written_and_leaves_nothing_partial(
     error = failures(result.stdout)["failed_runs/b-big.tar.gz"]
     assert "no space left" in error
     assert "\n" not in error
-    assert sorted(p.name for p in out.iterdir()) == ["a-small", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".analyze-failures.lock",
+        "a-small",
+        "manifest.json",
+    ]
     assert list(iter_temporaries(out)) == []
     doc = json.loads((out / "manifest.json").read_text())
     assert doc["archives"]["failed_runs/b-big.tar.gz"]["outcome"] == "failed"
