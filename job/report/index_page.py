@@ -219,14 +219,19 @@ def _cards(data: SiteData) -> str:
 def card_columns(count: int, widest: int = 4) -> str:
     """The grid class for ``count`` cards: rows as even as they can be, none with one card.
 
-    With at most ``widest`` cards a row, ``count`` cards need ``ceil(count / widest)``
-    rows, and spreading them evenly gives each row ``ceil(count / rows)`` columns
-    (7 cards: 4 + 3, never 6 + 1). The CSS halves wide grids on narrow screens.
+    Up to ``widest`` columns, the most that leave the last row full or one short
+    (7 cards: 4 + 3, never 6 + 1; 9 cards: 3 rows of 3); failing that, the most
+    columns up to ``widest + 1`` that leave no card alone (10 cards: 5 + 5).
     """
-    if count <= 0:
-        return "cols-1"
-    rows = -(-count // widest)
-    return f"cols-{-(-count // rows)}"
+    if count <= widest:
+        return f"cols-{max(count, 1)}"
+    for cols in range(widest, 2, -1):
+        if count % cols in (0, cols - 1):
+            return f"cols-{cols}"
+    for cols in range(widest + 1, 1, -1):
+        if count % cols != 1:
+            return f"cols-{cols}"
+    return f"cols-{widest}"
 
 
 def _causes_section(data: SiteData, all_causes: list[Count]) -> str:
