@@ -390,7 +390,9 @@ def _shown_numbers(w: Watched) -> dict[str, Any]:
     )
 
 
-def test_the_agent_picker_switches_charts_totals_and_table(site: Path, watched: Watched) -> None:
+def test_the_agent_picker_switches_charts_totals_and_table(
+    site: Path, watched: Watched, artifacts: Path
+) -> None:
     watched.open((site / "index.html").as_uri())
     everything = _shown_numbers(watched)
     assert everything["sections"] >= 6
@@ -404,6 +406,7 @@ def test_the_agent_picker_switches_charts_totals_and_table(site: Path, watched: 
     assert stella["agents"] == ["stella"]
     assert stella["byAgent"] == [["stella"]]
     assert stella["causes"] != everything["causes"]
+    watched.page.screenshot(path=str(artifacts / "index-stella.png"), full_page=True)
     # The totals card counts the failures of stella's runs, as the table lists them.
     assert set(column(watched, "agent")) == {"stella"}
     table_failures = sum(int(n) for n in column(watched, "failures") if n not in ("", "–"))
