@@ -47,7 +47,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.cause{overflow-wrap:anywhere}
 td.nowrap{white-space:nowrap}
 td.clip{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-#runs{table-layout:fixed;min-width:1060px}
+#runs{table-layout:fixed;min-width:1160px}
 #runs th{white-space:normal;vertical-align:bottom}
 #runs th[data-k=started]{width:10.4em}#runs th[data-k=agent]{width:8.6em}#runs th[data-k=task]{width:12.4em}
 #runs th[data-k=run]{width:10em}#runs th[data-k=steps]{width:4em}#runs th[data-k=buggy]{width:4.4em}
