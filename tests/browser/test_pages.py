@@ -24,7 +24,14 @@ from job.model.journal import load_journal
 from job.report.journal_page import CHUNK, render_journal_page
 from job.report.site import build_site
 from tests.browser.conftest import Watched
-from tests.browser.sites import EVIL_GROUP, HANDMADE_GROUP, PAYLOAD, build_root
+from tests.browser.sites import (
+    EVIL_GROUP,
+    HANDMADE_GROUP,
+    PAYLOAD,
+    add_handmade_group,
+    build_root,
+    parse,
+)
 from tests.report.test_site import big_journal
 
 
@@ -424,4 +431,21 @@ def test_the_agent_picker_switches_charts_totals_and_table(
     expect(watched.page.locator(".by-agent[data-agent='']").first).to_be_visible()
     assert _shown_numbers(watched) == everything
     assert len(set(column(watched, "agent"))) > 1
+    watched.assert_clean()
+
+
+def test_counts_of_one_read_as_english_in_the_browser(
+    tmp_path: Path, watched: Watched, artifacts: Path
+) -> None:
+    root = tmp_path / "root"
+    add_handmade_group(root / "failed_runs")
+    parse(root)
+    build_site(root)
+    watched.open((root / "index.html").as_uri())
+    expect(watched.page.locator("#runs-body tr")).to_have_count(1)
+    expect(watched.page.locator("#runs-count")).to_have_text("1 run")
+    watched.page.screenshot(path=str(artifacts / "index-one-run.png"), full_page=True)
+    text = watched.page.locator("main").inner_text()
+    for wrong in ("1 runs", "1 failures", "1 run groups", "(s)"):
+        assert wrong not in text, wrong
     watched.assert_clean()
