@@ -88,18 +88,23 @@ DEFAULT_SORT = "started"
 def render_index(data: SiteData, *, generated_at: datetime, root_name: str, version: str) -> str:
     """The whole index page as one HTML string."""
     views = agent_views(data)
+    counted = {id(d): causes(d.failures) for _, d in views}  # each view's causes, counted once
+
+    def causes_of(d: SiteData) -> list[Count]:
+        return counted[id(d)]
+
     body = [
         "<main>",
         "<h1>Why do the agents fail?</h1>",
         f'<p class="lede">biomlbench failed runs in <b>{esc(root_name)}</b> · generated '
         f"{esc(generated_at.strftime('%Y-%m-%d %H:%M UTC'))}{_span(data)}</p>",
         _agent_picker(views),
-        by_agent(views, lambda d: _answer(causes(d.failures), d.totals.failures) + _cards(d)),
-        by_agent(views, lambda d: _causes_section(d, causes(d.failures))),
+        by_agent(views, lambda d: _answer(causes_of(d), d.totals.failures) + _cards(d)),
+        by_agent(views, lambda d: _causes_section(d, causes_of(d))),
         by_agent(views, _types_section),
-        by_agent(views, lambda d: _agents_section(d, causes(d.failures))),
-        by_agent(views, lambda d: _tasks_section(d, causes(d.failures))),
-        by_agent(views, lambda d: _time_section(d, causes(d.failures))),
+        by_agent(views, lambda d: _agents_section(d, causes_of(d))),
+        by_agent(views, lambda d: _tasks_section(d, causes_of(d))),
+        by_agent(views, lambda d: _time_section(d, causes_of(d))),
         _table_section(data),
         _warnings(data),
         '<footer>Also here: <a href="failures.csv">failures.csv</a> (one row per failure, for pandas) · '
