@@ -21,8 +21,11 @@ border-top:1px solid var(--line)}h3{font-size:14px;margin:14px 0 4px}
 a{color:var(--link)}p{margin:6px 0}
 .muted{color:var(--muted)}.small{font-size:12px}
 .lede{color:var(--muted);margin:2px 0 12px}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
-.card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:140px;background:var(--soft)}
+.cards{display:grid;gap:10px;margin:12px 0;grid-template-columns:repeat(4,minmax(0,1fr))}
+.cards.cols-1{grid-template-columns:minmax(0,1fr)}.cards.cols-2{grid-template-columns:repeat(2,minmax(0,1fr))}
+.cards.cols-3{grid-template-columns:repeat(3,minmax(0,1fr))}.cards.cols-5{grid-template-columns:repeat(5,minmax(0,1fr))}
+@media (max-width:620px){.cards.cols-3,.cards.cols-4,.cards.cols-5{grid-template-columns:repeat(2,minmax(0,1fr))}}
+.card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:0;background:var(--soft)}
 .card b{display:block;font-size:22px;line-height:1.2}
 .card span{color:var(--muted);font-size:12px}
 svg.chart{max-width:100%;height:auto;display:block;margin:4px 0 10px;font-size:12px}
@@ -41,8 +44,18 @@ th{position:sticky;top:0;background:#eef1f5;z-index:1;white-space:nowrap}
 th button{all:unset;cursor:pointer;font-weight:600}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.cause{max-width:360px;overflow-wrap:anywhere}
+td.cause{overflow-wrap:anywhere}
 td.nowrap{white-space:nowrap}
+td.clip{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+#runs{table-layout:fixed;min-width:1160px}
+#runs th{white-space:normal;vertical-align:bottom}
+#runs th[data-k=started]{width:10.4em}#runs th[data-k=agent]{width:8.6em}#runs th[data-k=task]{width:12.4em}
+#runs th[data-k=run]{width:10em}#runs th[data-k=steps]{width:4em}#runs th[data-k=buggy]{width:4.4em}
+#runs th[data-k=valid]{width:5.6em}#runs th[data-k=best]{width:5.4em}#runs th[data-k=failures]{width:5.6em}
+#runs th[data-k=result]{width:7em}
+.agentbar{position:sticky;top:0;z-index:3;display:flex;flex-wrap:wrap;gap:12px;align-items:center;
+margin:8px 0;padding:6px 0;background:var(--bg);border-bottom:1px solid var(--line)}
+.agentbar select{padding:4px;font:inherit}
 .answer{font-size:15px;background:#fff8e6;border:1px solid #f3d27a;border-radius:8px;padding:8px 12px}
 tr:hover td{background:#f7f9fc}
 .yes{color:var(--ok);font-weight:600}.no{color:var(--bad)}
@@ -105,11 +118,19 @@ INDEX_JS = r"""
     });
   }
 
+  function plural(n, word, many) {
+    return n.toLocaleString() + " " + (n === 1 ? word : many || word + "s");
+  }
+
   function cell(tr, col, value, row) {
     var td = document.createElement("td");
-    if (col.num) td.className = "num";
-    if (col.key === "cause" || col.key === "verdict") td.className = "cause";
-    if (col.nowrap) td.className = "nowrap";
+    if (col.num) td.classList.add("num");
+    if (col.key === "cause" || col.key === "verdict") td.classList.add("cause");
+    if (col.nowrap) td.classList.add("nowrap");
+    if (col.clip) {
+      td.classList.add("clip");
+      if (value != null && value !== "") td.title = String(value);
+    }
     if (value == null || value === "") {
       td.textContent = col.num ? "–" : "";
     } else if (col.link && row[K[col.link]]) {
@@ -129,7 +150,7 @@ INDEX_JS = r"""
     } else {
       td.textContent = col.fmt === "pct" ? Math.round(value * 100) + "%"
         : col.fmt === "g4" ? String(Number(value.toPrecision(4))) : String(value);
-      if (col.key === "valid") td.className = value === "yes" ? "yes" : "no";
+      if (col.key === "valid") td.classList.add(value === "yes" ? "yes" : "no");
     }
     tr.appendChild(td);
   }
@@ -145,8 +166,8 @@ INDEX_JS = r"""
     body.appendChild(frag);
     state.shown = end;
     count.textContent = state.view.length === ROWS.length
-      ? ROWS.length.toLocaleString() + " runs"
-      : state.view.length.toLocaleString() + " of " + ROWS.length.toLocaleString() + " runs match";
+      ? plural(ROWS.length, "run")
+      : state.view.length.toLocaleString() + " of " + plural(ROWS.length, "run") + " match";
     more.hidden = state.shown >= state.view.length;
     more.textContent = "Show more (" + (state.view.length - state.shown).toLocaleString() + " left)";
   }
@@ -159,35 +180,58 @@ INDEX_JS = r"""
       apply();
     });
   });
+  // The agent picker: filters the table and shows each by-agent section's copy for
+  // that agent; the choice lives in the URL hash (#agent=NAME) so a link reproduces it.
+  // The verdict charts link to "#filter:mode=M;agent=A;task=T": the table, filtered
+  // (and the page switched to that agent, so picker and sections agree).
+  function known(a) {
+    for (var i = 0; i < agent.options.length; i++) { if (agent.options[i].value === a) return a; }
+    return "";
+  }
+  function showAgent(a) {
+    agent.value = a;
+    document.querySelectorAll(".by-agent").forEach(function (s) { s.hidden = s.dataset.agent !== a; });
+    document.body.dataset.agent = a;
+    apply();
+  }
+  function fromHash(scroll) {
+    var f = /^#filter:(.*)$/.exec(location.hash);
+    if (f) {
+      var p = {};
+      f[1].split(";").forEach(function (kv) {
+        var at = kv.indexOf("=");
+        if (at > 0) {
+          try { p[kv.slice(0, at)] = decodeURIComponent(kv.slice(at + 1)); } catch (e) { /* ignore */ }
+        }
+      });
+      if (mode) mode.value = p.mode || "";
+      q.value = p.task || "";
+      noSolution.checked = false;
+      showAgent(known(p.agent || ""));
+      if (scroll) document.getElementById("runs-h").scrollIntoView();
+      return;
+    }
+    var m = /^#agent=(.*)$/.exec(location.hash), a = "";
+    try { a = m ? decodeURIComponent(m[1]) : ""; } catch (e) { a = ""; }
+    showAgent(known(a));
+  }
+  agent.addEventListener("change", function () {
+    var a = agent.value;
+    if (a) location.hash = "agent=" + encodeURIComponent(a);
+    else history.replaceState(null, "", location.pathname + location.search);
+    showAgent(a);
+  });
+  window.addEventListener("hashchange", function () { fromHash(true); });
   q.addEventListener("input", apply);
-  agent.addEventListener("change", apply);
   noSolution.addEventListener("change", apply);
   if (mode) mode.addEventListener("change", apply);
-  // The verdict charts link to "#filter:mode=M;agent=A;task=T": the table, filtered.
-  function fromHash(scroll) {
-    var m = /^#filter:(.*)$/.exec(location.hash);
-    if (!m) return false;
-    var p = {};
-    m[1].split(";").forEach(function (kv) {
-      var at = kv.indexOf("=");
-      if (at > 0) p[kv.slice(0, at)] = decodeURIComponent(kv.slice(at + 1));
-    });
-    if (mode) mode.value = p.mode || "";
-    agent.value = p.agent || "";
-    q.value = p.task || "";
-    noSolution.checked = false;
-    apply();
-    if (scroll) document.getElementById("runs-h").scrollIntoView();
-    return true;
-  }
-  window.addEventListener("hashchange", function () { fromHash(true); });
   more.addEventListener("click", draw);
   if ("IntersectionObserver" in window) {
     new IntersectionObserver(function (es) {
       if (es[0].isIntersecting && state.shown < state.view.length) draw();
     }, { root: document.querySelector(".tablewrap") }).observe(more);
   }
-  if (!fromHash(true)) apply();
+  fromHash(/^#filter:/.test(location.hash));
   document.body.dataset.ready = "1";
 })();
 """

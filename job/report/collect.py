@@ -403,3 +403,34 @@ def time_buckets(times: Iterable[datetime]) -> tuple[list[str], Any]:
     while labels and labels[-1] != last:
         labels.pop()
     return labels, bucket
+
+
+def agents_of(data: SiteData) -> list[str]:
+    """The agents named in the runs, in alphabetical order (what the agent picker offers)."""
+    return sorted({r.agent for r in data.runs if r.agent})
+
+
+def for_agent(data: SiteData, agent: str) -> SiteData:
+    """The runs and failures of one agent, with totals recounted from those rows.
+
+    The index renders each filterable section once per agent from this, so a section
+    shows that agent's numbers without any computation in the browser.
+    """
+    runs = [r for r in data.runs if r.agent == agent]
+    failures = [f for f in data.failures if f.agent == agent]
+    t = Totals()
+    t.run_groups = len({r.run_group for r in runs if r.run_group})
+    t.runs = len({r.run_folder for r in runs})
+    journals = [r for r in runs if r.source == "journal"]
+    t.journals = len(journals)
+    t.unreadable_journals = sum(1 for r in runs if r.source == "unreadable")
+    t.steps = sum(r.steps or 0 for r in journals)
+    t.buggy_steps = sum(r.buggy or 0 for r in journals)
+    journal_runs: dict[str, bool] = {}
+    for r in journals:
+        journal_runs[r.run_folder] = journal_runs.get(r.run_folder, False) or bool(r.valid)
+    t.journal_runs = len(journal_runs)
+    t.runs_with_valid_solution = sum(journal_runs.values())
+    t.runs_without_journal = sum(1 for r in runs if r.source == "log")
+    t.failures = len(failures)
+    return SiteData(t, runs, failures)

@@ -12,8 +12,9 @@ time, so 2,000 or 20,000 runs load equally fast.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,14 +25,16 @@ from job.report.collect import (
     FailureRow,
     RunRow,
     SiteData,
+    agents_of,
     causes,
     detail_values,
     exception_types,
+    for_agent,
     stacks_by,
     time_buckets,
     top_series,
 )
-from job.report.html import esc, fmt_int, fmt_pct, json_script, page
+from job.report.html import esc, fmt_int, fmt_pct, json_script, page, plural
 from job.report.svg import Bar, Stack, bar_chart, column_chart, stacked_chart
 from job.report.verdict_sections import VERDICT_CSS, mode_options, verdict_sections
 from job.report.verdicts import RunVerdict
@@ -53,11 +56,13 @@ TOP_CAUSES = 15
 TOP_TASKS = 25
 TOP_VALUES = 10
 
-#: The table's columns, in order (``hidden`` ones feed links, tooltips and search).
+#: The table's columns, in order (``hidden`` ones feed links, tooltips and search): the
+#: run's identity, then its main cause, then the numbers. ``clip`` cells stay on one
+#: line, cut with an ellipsis, and carry their whole text as a tooltip.
 COLUMNS: list[dict[str, Any]] = [
     {"key": "started", "label": "Started (UTC)", "search": True, "nowrap": True},
-    {"key": "agent", "label": "Agent", "search": True},
-    {"key": "task", "label": "Task", "search": True},
+    {"key": "agent", "label": "Agent", "search": True, "clip": True},
+    {"key": "task", "label": "Task", "search": True, "clip": True},
     {
         "key": "run",
         "label": "Run",
@@ -65,8 +70,9 @@ COLUMNS: list[dict[str, Any]] = [
         "link": "href",
         "alt": "txt",
         "title": "path",
-        "nowrap": True,
+        "clip": True,
     },
+    {"key": "cause", "label": "Main cause", "search": True},
     {"key": "steps", "label": "Steps", "num": True},
     {"key": "buggy", "label": "Buggy", "num": True, "fmt": "pct"},
     {"key": "valid", "label": "Valid solution"},
@@ -74,8 +80,7 @@ COLUMNS: list[dict[str, Any]] = [
     {"key": "mode", "label": "Verdict", "search": True, "link": "ev", "nowrap": True},
     {"key": "verdict", "label": "Why the run failed", "search": True, "link": "ev"},
     {"key": "failures", "label": "Errors", "num": True},
-    {"key": "cause", "label": "Most frequent error", "search": True},
-    {"key": "result", "label": "biomlbench", "search": True},
+    {"key": "result", "label": "biomlbench", "search": True, "clip": True},
     {"key": "group", "label": "Run group", "hidden": True, "search": True},
     {"key": "path", "label": "Path", "hidden": True, "search": True},
     {"key": "href", "label": "", "hidden": True},
@@ -98,29 +103,41 @@ def render_index(
 
     ``verdicts`` (every run's :class:`~job.report.verdicts.RunVerdict`) and
     ``summary`` (``summary.json``, with what changed since the last run) feed the
-    run-level answer at the top; the step-level sections follow.
+    run-level answer at the top; the step-level sections follow. Every section is
+    rendered once per agent (see :func:`by_agent`), for the agent picker.
     """
-    all_causes = causes(data.failures)
-    step_failures = [f for f in data.failures if f.source == "journal"]
-    step_causes = causes(step_failures)
+    views = agent_views(data)
+    agent_of = {id(d): a for a, d in views}
+    counted = {id(d): causes(d.failures) for _, d in views}  # each view's causes, counted once
+    steps = {id(d): [f for f in d.failures if f.source == "journal"] for _, d in views}
+    step_counted = {id(d): causes(steps[id(d)]) for _, d in views}
+
+    def causes_of(d: SiteData) -> list[Count]:
+        return counted[id(d)]
+
+    def verdicts_of(d: SiteData) -> Sequence[RunVerdict]:
+        agent = agent_of[id(d)]
+        return verdicts if not agent else [v for v in verdicts if v.record.agent == agent]
+
     body = [
         "<main>",
         "<h1>Why do the agents fail?</h1>",
         f'<p class="lede">biomlbench failed runs in <b>{esc(root_name)}</b> · generated '
         f"{esc(generated_at.strftime('%Y-%m-%d %H:%M UTC'))}{_span(data)}</p>",
-        verdict_sections(verdicts, summary),
-        _cards(data),
+        _agent_picker(views),
+        by_agent(views, lambda d: verdict_sections(verdicts_of(d), summary)),
+        by_agent(views, _cards),
         '<h2 id="inside">Inside AIDE\'s search: errors its steps raised</h2>'
         '<p class="small muted">What went wrong along the way, not why runs failed: AIDE '
         "debugs its own failing steps, so a run can raise dozens of step errors and still "
         "find a solution. The verdicts above decide why runs failed.</p>",
-        _answer(step_causes, len(step_failures)),
-        _causes_section(data, step_causes, step_failures),
-        _final_errors_section(data),
-        _types_section(data),
-        _agents_section(data, all_causes),
-        _tasks_section(data, all_causes),
-        _time_section(data, all_causes),
+        by_agent(views, lambda d: _answer(step_counted[id(d)], len(steps[id(d)]))),
+        by_agent(views, lambda d: _causes_section(d, step_counted[id(d)], steps[id(d)])),
+        by_agent(views, _final_errors_section),
+        by_agent(views, _types_section),
+        by_agent(views, lambda d: _agents_section(d, causes_of(d))),
+        by_agent(views, lambda d: _tasks_section(d, causes_of(d))),
+        by_agent(views, lambda d: _time_section(d, causes_of(d))),
         _table_section(data),
         _warnings(data),
         '<footer>Also here: <a href="runs.csv">runs.csv</a> (one row per run, with its verdict) · '
@@ -139,6 +156,50 @@ def render_index(
     )
 
 
+#: One view of the data per agent picker choice: ("", everything) first, then each agent's.
+AgentViews = list[tuple[str, SiteData]]
+_ID = re.compile(r' id="([^"]*)"')
+
+
+def agent_views(data: SiteData) -> AgentViews:
+    return [("", data)] + [(a, for_agent(data, a)) for a in agents_of(data)]
+
+
+def by_agent(views: AgentViews, render: Callable[[SiteData], str]) -> str:
+    """A section that follows the agent picker: rendered once per view, one shown at a time.
+
+    Each copy sits in ``<div class="by-agent" data-agent="…">``; the page's script
+    shows the copy of the chosen agent (``""`` is all agents) and hides the others,
+    so charts stay static SVG. Element ids are kept only in the all-agents copy
+    (ids are unique; links and tests address the default view) and get a suffix
+    in the others. Any section opts in by being rendered through this function.
+    """
+    if len(views) <= 1:
+        return render(views[0][1])
+    out = []
+    for n, (agent, view) in enumerate(views):
+        html = render(view)
+        if n:
+            html = _ID.sub(lambda m, n=n: f' id="{m.group(1)}-a{n}"', html)
+        hidden = " hidden" if n else ""
+        out.append(f'<div class="by-agent" data-agent="{esc(agent)}"{hidden}>{html}</div>')
+    return "".join(out)
+
+
+def _agent_picker(views: AgentViews) -> str:
+    """The agent picker at the top: it filters the table and switches every by-agent section."""
+    options = "".join(
+        f'<option value="{esc(a)}">{esc(a)} ({plural(d.totals.runs, "run")})</option>'
+        for a, d in views[1:]
+    )
+    return (
+        '<div class="agentbar"><label>Agent <select id="runs-agent">'
+        f'<option value="">all agents</option>{options}</select></label>'
+        '<span class="small muted">the charts, totals and table below show this choice</span>'
+        "</div>"
+    )
+
+
 def _span(data: SiteData) -> str:
     times = [r.started for r in data.runs if r.started is not None]
     if not times:
@@ -153,7 +214,7 @@ def _answer(all_causes: list[Count], failures: int) -> str:
     if not all_causes:
         return '<p class="small">No step errors recorded.</p>'
     top = [
-        f"<b>{esc(c.name)}</b> ({fmt_pct(c.failures, failures)} of step errors, in {fmt_int(c.runs)} runs)"
+        f"<b>{esc(c.name)}</b> ({fmt_pct(c.failures, failures)} of step errors, in {plural(c.runs, 'run')})"
         for c in all_causes[:3]
     ]
     return f'<p class="small">Most frequent step errors: {", ".join(top)}.</p>'
@@ -172,33 +233,62 @@ def _final_errors_section(data: SiteData) -> str:
     )
 
 
+def _word(count: int, word: str, many: str | None = None) -> str:
+    """The word alone, in the form :func:`plural` gives it: a card shows its number apart."""
+    return plural(count, word, many).partition(" ")[2]
+
+
 def _cards(data: SiteData) -> str:
     t = data.totals
     cards = [
-        (fmt_int(t.run_groups), "run groups"),
-        (fmt_int(t.runs), f"runs ({fmt_int(t.runs_without_journal)} without a journal)"),
+        (fmt_int(t.run_groups), _word(t.run_groups, "run group")),
+        (
+            fmt_int(t.runs),
+            f"{_word(t.runs, 'run')} ({fmt_int(t.runs_without_journal)} without a journal)",
+        ),
         (
             fmt_int(t.journals),
-            "AIDE journals"
+            _word(t.journals, "AIDE journal")
             + (f" (+{t.unreadable_journals} unreadable)" if t.unreadable_journals else ""),
         ),
-        (fmt_int(t.steps), "steps in the journals"),
+        (fmt_int(t.steps), f"{_word(t.steps, 'step')} in the journals"),
         (fmt_pct(t.buggy_steps, t.steps), f"of steps buggy ({fmt_int(t.buggy_steps)})"),
         (
             f"{fmt_int(t.runs_with_valid_solution)} of {fmt_int(t.journal_runs)}",
-            "AIDE runs found ≥ 1 valid solution",
+            f"AIDE {_word(t.journal_runs, 'run')} found ≥ 1 valid solution",
         ),
-        (fmt_int(t.failures), "failures (steps that raised + final errors of other runs)"),
+        (
+            fmt_int(t.failures),
+            f"{_word(t.failures, 'failure')} (steps that raised + final errors of other runs)",
+        ),
     ]
     items = "".join(
         f'<div class="card" data-total="{i}"><b>{esc(v)}</b><span>{esc(label)}</span></div>'
         for i, (v, label) in enumerate(cards)
     )
-    return f'<div class="cards" id="totals">{items}</div>'
+    return f'<div class="cards {card_columns(len(cards))}" id="totals">{items}</div>'
+
+
+def card_columns(count: int, widest: int = 4) -> str:
+    """The grid class for ``count`` cards: rows as even as they can be, none with one card.
+
+    Up to ``widest`` columns, the most that leave the last row full or one short
+    (7 cards: 4 + 3, never 6 + 1; 9 cards: 3 rows of 3); failing that, the most
+    columns up to ``widest + 1`` that leave no card alone (10 cards: 5 + 5).
+    """
+    if count <= widest:
+        return f"cols-{max(count, 1)}"
+    for cols in range(widest, 2, -1):
+        if count % cols in (0, cols - 1):
+            return f"cols-{cols}"
+    for cols in range(widest + 1, 1, -1):
+        if count % cols != 1:
+            return f"cols-{cols}"
+    return f"cols-{widest}"
 
 
 def _causes_section(data: SiteData, all_causes: list[Count], failures: Sequence[FailureRow]) -> str:
-    bars = [Bar(c.name, c.failures, f"in {c.runs:,} runs") for c in all_causes[:TOP_CAUSES]]
+    bars = [Bar(c.name, c.failures, f"in {plural(c.runs, 'run')}") for c in all_causes[:TOP_CAUSES]]
     out = [
         '<h3 id="causes">Step errors by cause</h3>',
         '<p class="small muted">One count per AIDE step that raised. The cause is the detail '
@@ -208,8 +298,8 @@ def _causes_section(data: SiteData, all_causes: list[Count], failures: Sequence[
     if len(all_causes) > TOP_CAUSES:
         rest = sum(c.failures for c in all_causes[TOP_CAUSES:])
         out.append(
-            f'<p class="small muted">…and {len(all_causes) - TOP_CAUSES} more causes with '
-            f"{rest:,} failures (see the table and failures.csv).</p>"
+            f'<p class="small muted">…and {plural(len(all_causes) - TOP_CAUSES, "more cause")} with '
+            f"{plural(rest, 'failure')} (see the table and failures.csv).</p>"
         )
     charts = []
     for count in all_causes:
@@ -219,7 +309,7 @@ def _causes_section(data: SiteData, all_causes: list[Count], failures: Sequence[
         values = detail_values(failures, count.name)
         if not values:
             continue
-        bars = [Bar(v.name, v.failures, f"in {v.runs:,} runs") for v in values[:TOP_VALUES]]
+        bars = [Bar(v.name, v.failures, f"in {plural(v.runs, 'run')}") for v in values[:TOP_VALUES]]
         more = (
             f'<p class="small muted">…and {len(values) - TOP_VALUES} more.</p>'
             if len(values) > TOP_VALUES
@@ -234,7 +324,7 @@ def _causes_section(data: SiteData, all_causes: list[Count], failures: Sequence[
 
 def _types_section(data: SiteData) -> str:
     types = exception_types(data.failures)
-    bars = [Bar(c.name, c.failures, f"in {c.runs:,} runs") for c in types[:TOP_CAUSES]]
+    bars = [Bar(c.name, c.failures, f"in {plural(c.runs, 'run')}") for c in types[:TOP_CAUSES]]
     return '<h2 id="types">Exceptions by type</h2>' + bar_chart(
         bars, title="Failures by exception type", colour="#6A3D9A"
     )
@@ -242,7 +332,7 @@ def _types_section(data: SiteData) -> str:
 
 def _note_for(rows: list[RunRow]) -> str:
     journals = [r for r in rows if r.source == "journal"]
-    note = f"{len(rows):,} runs"
+    note = plural(len(rows), "run")
     if journals:
         valid = sum(1 for r in journals if r.valid)
         note += f", {fmt_pct(valid, len(journals))} valid"
@@ -305,7 +395,7 @@ def _time_section(data: SiteData, all_causes: list[Count]) -> str:
     stacks = stacks_by(data.failures, lambda f: bucket(f.started), series)
     runs_per = Counter(bucket(r.started) for r in data.runs if r.started is not None)
     cols = [
-        Stack(label, stacks.get(label, Counter()), f"{runs_per.get(label, 0):,} runs")
+        Stack(label, stacks.get(label, Counter()), plural(runs_per.get(label, 0), "run"))
         for label in labels
     ]
     period = "week" if labels[0].startswith("wk ") else "day" if len(labels[0]) == 10 else "month"
@@ -317,8 +407,6 @@ def _time_section(data: SiteData, all_causes: list[Count]) -> str:
 
 
 def _table_section(data: SiteData) -> str:
-    agents = sorted({r.agent for r in data.runs if r.agent})
-    options = "".join(f'<option value="{esc(a)}">{esc(a)}</option>' for a in agents)
     heads = "".join(
         f'<th data-k="{esc(c["key"])}" aria-sort="none" scope="col"><button type="button">{esc(c["label"])}</button></th>'
         for c in COLUMNS
@@ -329,7 +417,6 @@ def _table_section(data: SiteData) -> str:
         '<div class="toolbar">'
         '<input type="search" id="runs-filter" placeholder="Filter: task, agent, cause, run…" '
         'aria-label="Filter runs">'
-        f'<label>Agent <select id="runs-agent"><option value="">all</option>{options}</select></label>'
         f'<label>Verdict <select id="runs-mode"><option value="">all</option>{mode_options()}</select></label>'
         '<label><input type="checkbox" id="runs-nosolution"> only runs without a valid solution</label>'
         '<span id="runs-count" class="muted" aria-live="polite"></span></div>'
@@ -346,7 +433,7 @@ def _warnings(data: SiteData) -> str:
     items = "".join(f"<li>{esc(w)}</li>" for w in data.warnings[:200])
     extra = f"<li>…and {len(data.warnings) - 200} more</li>" if len(data.warnings) > 200 else ""
     return (
-        f'<details class="small"><summary>{len(data.warnings)} problem(s) while building this '
+        f'<details class="small"><summary>{plural(len(data.warnings), "problem")} while building this '
         f"page</summary><ul>{items}{extra}</ul></details>"
     )
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from job.report.html import esc
+from job.report.html import esc, plural
 
 #: Okabe–Ito-based palette (colour-blind safe), then extras; "other" is grey.
 PALETTE = (
@@ -159,7 +159,9 @@ def stacked_chart(
                 f"({share:.0f}%)</title></rect>"
             )
             x += w
-        note = f"{total:,}" + (f" {unit}" if unit else "") + (f" · {s.note}" if s.note else "")
+        note = (plural(total, unit.removesuffix("s"), unit) if unit else f"{total:,}") + (
+            f" · {s.note}" if s.note else ""
+        )
         out.append(
             f'<text x="{(width - value_width if normalise else x) + 6:.1f}" y="{y + _BAR_H - 3}" '
             f'class="val">{esc(note)}</text>'

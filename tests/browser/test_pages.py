@@ -12,6 +12,7 @@ Screenshots land in ``test-artifacts/`` (git-ignored) for humans to look at.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from job.model.journal import load_journal
 from job.report.journal_page import CHUNK, render_journal_page
 from job.report.site import build_site
 from tests.browser.conftest import Watched
-from tests.browser.sites import EVIL_GROUP, HANDMADE_GROUP, PAYLOAD, build_root
+from tests.browser.sites import (
+    EVIL_GROUP,
+    HANDMADE_GROUP,
+    PAYLOAD,
+    add_handmade_group,
+    build_root,
+    parse,
+)
 from tests.report.test_site import big_journal
 
 
@@ -304,4 +312,140 @@ def test_step_headers_say_why_and_markers_stay_inside(
         assert geometry["pos"] == "inside"
         assert geometry["summary"] >= geometry["border"]
         watched.page.screenshot(path=str(artifacts / f"journal-reason-{width}.png"))
+    watched.assert_clean()
+
+
+# --- index.html reads well: fits the screen, balanced cards, the agent picker --------------------
+
+#: Elements of the run table whose text is cut, and do not carry the whole text as a
+#: tooltip (their own ``title`` or an ancestor's). A run cell's " txt" link is not its name.
+CLIPPED_WITHOUT_TOOLTIP = """() => {
+  const bad = [];
+  for (const el of document.querySelectorAll("#runs, #runs *")) {
+    if (!el.clientWidth || el.scrollWidth <= el.clientWidth + 1) continue;
+    const holder = el.closest("[title]");
+    const text = el.textContent.trim().replace(/ txt$/, "");
+    if (!holder || !holder.title.includes(text)) bad.push(el.tagName + ": " + text.slice(0, 80));
+  }
+  return bad;
+}"""
+
+CARD_ROWS = """() => {
+  const cards = [...document.querySelectorAll("#totals .card")];
+  const rows = new Map();
+  for (const c of cards) rows.set(c.offsetTop, (rows.get(c.offsetTop) || 0) + 1);
+  return [...rows.values()];
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_index_fits_the_screen_and_cut_names_have_tooltips(
+    site: Path, watched: Watched, artifacts: Path, width: int
+) -> None:
+    watched.page.set_viewport_size({"width": width, "height": 900})
+    watched.open((site / "index.html").as_uri())
+    expect(watched.page.locator("#runs-body tr").first).to_be_visible()
+    watched.page.screenshot(path=str(artifacts / f"index-{width}.png"), full_page=True)
+    watched.page.locator(".tablewrap").screenshot(path=str(artifacts / f"runs-{width}.png"))
+
+    assert watched.page.evaluate(CLIPPED_WITHOUT_TOOLTIP) == []
+    page_overflow = watched.page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert page_overflow <= 0, "the page scrolls sideways"
+    table_overflow = watched.page.evaluate(
+        "() => { const w = document.querySelector('.tablewrap'); return w.scrollWidth - w.clientWidth; }"
+    )
+    if width >= 1400:
+        assert table_overflow <= 0, "the run table needs a horizontal scrollbar at 1400 px"
+    # The main cause comes right after the run's identity, before the numbers.
+    keys = watched.page.eval_on_selector_all("#runs thead th", "ths => ths.map(t => t.dataset.k)")
+    assert keys.index("cause") == keys.index("run") + 1
+    # Long names are cut with the whole name as a tooltip.
+    untipped = watched.page.eval_on_selector_all(
+        "#runs-body td.clip", "tds => tds.filter(t => t.textContent && !t.title).length"
+    )
+    assert untipped == 0
+
+    rows = watched.page.evaluate(CARD_ROWS)
+    assert sum(rows) >= 2
+    assert 1 not in rows, f"a card sits alone on its row: {rows}"
+    assert max(rows) - min(rows) <= 1, f"unbalanced card rows: {rows}"
+    watched.assert_clean()
+
+
+def _shown_numbers(w: Watched) -> dict[str, Any]:
+    """The numbers the visible copy of each agent-following section shows."""
+    return w.page.evaluate(
+        """() => {
+      const shown = [...document.querySelectorAll(".by-agent")].filter(s => !s.hidden);
+      const failures = shown.map(s => s.querySelector("[data-total='6'] b")).filter(Boolean);
+      const causes = shown.map(s => s.querySelector("svg[aria-label='Failures by cause']"))
+        .filter(Boolean);
+      const agents = shown.map(s => s.querySelector("svg[aria-label='Failure causes by agent']"))
+        .filter(Boolean);
+      const labels = svg => [...svg.querySelectorAll("text.lbl > title")].map(t => t.textContent);
+      const values = svg => [...svg.querySelectorAll("text.val")].map(t => t.textContent);
+      return {
+        sections: shown.length,
+        agents: [...new Set(shown.map(s => s.dataset.agent))],
+        failures: failures.map(b => b.textContent),
+        causes: causes.map(values),
+        byAgent: agents.map(labels),
+      };
+    }"""
+    )
+
+
+def test_the_agent_picker_switches_charts_totals_and_table(
+    site: Path, watched: Watched, artifacts: Path
+) -> None:
+    watched.open((site / "index.html").as_uri())
+    everything = _shown_numbers(watched)
+    assert everything["sections"] >= 6
+    assert everything["agents"] == [""]
+    assert len(everything["byAgent"][0]) > 1  # every agent has a bar
+
+    watched.page.select_option("#runs-agent", "stella")
+    expect(watched.page).to_have_url(re.compile(r"#agent=stella$"))
+    stella = _shown_numbers(watched)
+    assert stella["sections"] == everything["sections"]
+    assert stella["agents"] == ["stella"]
+    assert stella["byAgent"] == [["stella"]]
+    assert stella["causes"] != everything["causes"]
+    watched.page.screenshot(path=str(artifacts / "index-stella.png"), full_page=True)
+    # The totals card counts the failures of stella's runs, as the table lists them.
+    assert set(column(watched, "agent")) == {"stella"}
+    table_failures = sum(int(n) for n in column(watched, "failures") if n not in ("", "–"))
+    assert stella["failures"] == [f"{table_failures:,}"]
+    assert int(everything["failures"][0].replace(",", "")) > table_failures
+    # The choice is in the link: opening it shows stella again.
+    url = watched.page.url
+    watched.page.goto("about:blank")
+    watched.open(url)
+    expect(watched.page.locator("#runs-agent")).to_have_value("stella")
+    assert _shown_numbers(watched) == stella
+    assert set(column(watched, "agent")) == {"stella"}
+
+    watched.page.select_option("#runs-agent", "")
+    expect(watched.page.locator(".by-agent[data-agent='']").first).to_be_visible()
+    assert _shown_numbers(watched) == everything
+    assert len(set(column(watched, "agent"))) > 1
+    watched.assert_clean()
+
+
+def test_counts_of_one_read_as_english_in_the_browser(
+    tmp_path: Path, watched: Watched, artifacts: Path
+) -> None:
+    root = tmp_path / "root"
+    add_handmade_group(root / "failed_runs")
+    parse(root)
+    build_site(root)
+    watched.open((root / "index.html").as_uri())
+    expect(watched.page.locator("#runs-body tr")).to_have_count(1)
+    expect(watched.page.locator("#runs-count")).to_have_text("1 run")
+    watched.page.screenshot(path=str(artifacts / "index-one-run.png"), full_page=True)
+    text = watched.page.locator("main").inner_text()
+    for wrong in ("1 runs", "1 failures", "1 run groups", "(s)"):
+        assert wrong not in text, wrong
     watched.assert_clean()
