@@ -21,11 +21,12 @@ border-top:1px solid var(--line)}h3{font-size:14px;margin:14px 0 4px}
 a{color:var(--link)}p{margin:6px 0}
 .muted{color:var(--muted)}.small{font-size:12px}
 .lede{color:var(--muted);margin:2px 0 12px}
-.cards{display:grid;gap:10px;margin:12px 0;grid-template-columns:repeat(4,minmax(0,1fr))}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
+.cards.grid{display:grid;grid-template-columns:repeat(4,minmax(0,1fr))}.cards.grid .card{min-width:0}
 .cards.cols-1{grid-template-columns:minmax(0,1fr)}.cards.cols-2{grid-template-columns:repeat(2,minmax(0,1fr))}
 .cards.cols-3{grid-template-columns:repeat(3,minmax(0,1fr))}.cards.cols-5{grid-template-columns:repeat(5,minmax(0,1fr))}
 @media (max-width:620px){.cards.cols-3,.cards.cols-4,.cards.cols-5{grid-template-columns:repeat(2,minmax(0,1fr))}}
-.card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:0;background:var(--soft)}
+.card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:140px;background:var(--soft)}
 .card b{display:block;font-size:22px;line-height:1.2}
 .card span{color:var(--muted);font-size:12px}
 svg.chart{max-width:100%;height:auto;display:block;margin:4px 0 10px;font-size:12px}

@@ -266,7 +266,7 @@ def _cards(data: SiteData) -> str:
         f'<div class="card" data-total="{i}"><b>{esc(v)}</b><span>{esc(label)}</span></div>'
         for i, (v, label) in enumerate(cards)
     )
-    return f'<div class="cards {card_columns(len(cards))}" id="totals">{items}</div>'
+    return f'<div class="cards grid {card_columns(len(cards))}" id="totals">{items}</div>'
 
 
 def card_columns(count: int, widest: int = 4) -> str:

@@ -111,7 +111,7 @@ def test_the_card_grid_leaves_no_card_alone(count: int) -> None:
 def test_the_seven_cards_sit_in_two_rows() -> None:
     data = _data([_run(1, "aide", 1)], [_failure(1, "aide")])
     html = _render(data)
-    assert 'class="cards cols-4" id="totals"' in html
+    assert 'class="cards grid cols-4" id="totals"' in html
     assert html.count('class="card"') >= 7
 
 
