@@ -48,12 +48,12 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.cause{overflow-wrap:anywhere}
 td.nowrap{white-space:nowrap}
 td.clip{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-#runs{table-layout:fixed;min-width:1160px}
+#runs{table-layout:fixed;min-width:1220px}
 #runs th{white-space:normal;vertical-align:bottom}
 #runs th[data-k=started]{width:10.4em}#runs th[data-k=agent]{width:8.6em}#runs th[data-k=task]{width:12.4em}
 #runs th[data-k=run]{width:10em}#runs th[data-k=steps]{width:4em}#runs th[data-k=buggy]{width:4.4em}
 #runs th[data-k=valid]{width:5.6em}#runs th[data-k=best]{width:5.4em}#runs th[data-k=failures]{width:5.6em}
-#runs th[data-k=result]{width:7em}
+#runs th[data-k=result]{width:7em}#runs th[data-k=mode]{width:10.6em}
 .agentbar{position:sticky;top:0;z-index:3;display:flex;flex-wrap:wrap;gap:12px;align-items:center;
 margin:8px 0;padding:6px 0;background:var(--bg);border-bottom:1px solid var(--line)}
 .agentbar select{padding:4px;font:inherit}
@@ -230,7 +230,7 @@ INDEX_JS = r"""
   if ("IntersectionObserver" in window) {
     new IntersectionObserver(function (es) {
       if (es[0].isIntersecting && state.shown < state.view.length) draw();
-    }, { root: document.querySelector(".tablewrap") }).observe(more);
+    }, { root: document.getElementById("runs").closest(".tablewrap") }).observe(more);
   }
   fromHash(/^#filter:/.test(location.hash));
   document.body.dataset.ready = "1";

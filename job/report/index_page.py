@@ -77,10 +77,11 @@ COLUMNS: list[dict[str, Any]] = [
     {"key": "buggy", "label": "Buggy", "num": True, "fmt": "pct"},
     {"key": "valid", "label": "Valid solution"},
     {"key": "best", "label": "Best metric", "num": True, "fmt": "g4"},
-    {"key": "mode", "label": "Verdict", "search": True, "link": "ev", "nowrap": True},
+    {"key": "mode", "label": "Verdict", "search": True, "link": "ev", "clip": True},
     {"key": "verdict", "label": "Why the run failed", "search": True, "link": "ev"},
     {"key": "failures", "label": "Errors", "num": True},
-    {"key": "result", "label": "biomlbench", "search": True, "clip": True},
+    # biomlbench's own success flag: searchable, not shown (the verdict says it, and why).
+    {"key": "result", "label": "biomlbench", "hidden": True, "search": True},
     {"key": "group", "label": "Run group", "hidden": True, "search": True},
     {"key": "path", "label": "Path", "hidden": True, "search": True},
     {"key": "href", "label": "", "hidden": True},

@@ -205,8 +205,9 @@ def _agent_table(
         )
         body.append(f'<tr><th scope="row">{esc(a)}</th>{cells}<td class="num">{total:,}</td></tr>')
     return (
+        '<div class="scrollx">'
         f'<table id="mode-agent" class="small"><thead><tr><th>agent</th>{head}<th>failed runs</th>'
-        f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -243,5 +244,5 @@ VERDICT_CSS = (
     ".legend-modes i{width:12px;height:12px;display:inline-block;border-radius:2px}"
     "svg .seglbl{fill:#fff;font-size:11px;pointer-events:none}"
     "svg a.seg:hover rect,svg a.seg:focus rect{stroke:#1d2430;stroke-width:2}"
-    "b.infra{color:#7f8c8d}#mode-agent,#mode-task{width:auto}"
+    "b.infra{color:#7f8c8d}#mode-agent,#mode-task{width:auto}.scrollx{overflow-x:auto;max-width:100%}"
 )

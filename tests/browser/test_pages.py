@@ -266,7 +266,9 @@ def test_a_large_index_draws_rows_a_page_at_a_time(
     more.click()  # the click, and the button coming into view, each draw one more page
     watched.page.wait_for_function("document.querySelectorAll('#runs-body tr').length > 300")
     assert rows.count() in (600, 700)
-    watched.page.locator(".tablewrap").evaluate("box => { box.scrollTop = box.scrollHeight; }")
+    watched.page.locator(".tablewrap:has(#runs)").evaluate(
+        "box => { box.scrollTop = box.scrollHeight; }"
+    )
     expect(rows).to_have_count(700)
     expect(more).to_be_hidden()
     watched.page.fill("#runs-filter", base[0]["task_id"])
@@ -346,7 +348,9 @@ def test_index_fits_the_screen_and_cut_names_have_tooltips(
     watched.open((site / "index.html").as_uri())
     expect(watched.page.locator("#runs-body tr").first).to_be_visible()
     watched.page.screenshot(path=str(artifacts / f"index-{width}.png"), full_page=True)
-    watched.page.locator(".tablewrap").screenshot(path=str(artifacts / f"runs-{width}.png"))
+    watched.page.locator(".tablewrap:has(#runs)").screenshot(
+        path=str(artifacts / f"runs-{width}.png")
+    )
 
     assert watched.page.evaluate(CLIPPED_WITHOUT_TOOLTIP) == []
     page_overflow = watched.page.evaluate(
@@ -354,7 +358,7 @@ def test_index_fits_the_screen_and_cut_names_have_tooltips(
     )
     assert page_overflow <= 0, "the page scrolls sideways"
     table_overflow = watched.page.evaluate(
-        "() => { const w = document.querySelector('.tablewrap'); return w.scrollWidth - w.clientWidth; }"
+        "() => { const w = document.querySelector('.tablewrap:has(#runs)'); return w.scrollWidth - w.clientWidth; }"
     )
     if width >= 1400:
         assert table_overflow <= 0, "the run table needs a horizontal scrollbar at 1400 px"
@@ -380,7 +384,7 @@ def _shown_numbers(w: Watched) -> dict[str, Any]:
         """() => {
       const shown = [...document.querySelectorAll(".by-agent")].filter(s => !s.hidden);
       const failures = shown.map(s => s.querySelector("[data-total='6'] b")).filter(Boolean);
-      const causes = shown.map(s => s.querySelector("svg[aria-label='Failures by cause']"))
+      const causes = shown.map(s => s.querySelector("svg[aria-label='AIDE step errors by cause']"))
         .filter(Boolean);
       const agents = shown.map(s => s.querySelector("svg[aria-label='Failure causes by agent']"))
         .filter(Boolean);

@@ -50,7 +50,7 @@ def _failure(n: int, agent: str) -> FailureRow:
         type="ModuleNotFoundError",
         message="No module named 'xgboost'",
         detail="missing module: xgboost",
-        source="log",
+        source="journal",
         run_key=f"k{n}",
     )
 
