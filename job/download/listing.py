@@ -64,6 +64,41 @@ def folder_for(key: str, prefix: str) -> str | None:
     return rel
 
 
+def folder_clashes(keys_by_folder: dict[str, str]) -> dict[str, str]:
+    """Folders that can't be published without harming another key's: folder -> reason.
+
+    Every key gets its own folder, published by replacing that folder whole. Two
+    shapes of keys break that, and in both the odd one out fails (every night, with
+    this reason) so that the other keeps working and nothing it published is lost:
+
+    * ``X.tar.gz`` beside ``X/Y.tar.gz``: folder ``X`` would contain ``X/Y``, and
+      publishing ``X`` would delete ``X/Y`` while the manifest still says it
+      succeeded. The *containing* key fails.
+    * ``Z.tar.gz.tar.gz`` beside ``Z.tar.gz``: folder ``Z.tar.gz`` is the very name
+      of ``Z``'s kept archive (``--keep-compressed``), which ``Z``'s publishing
+      replaces or removes. The ``.tar.gz.tar.gz`` key fails.
+    """
+    containers: dict[str, str] = {}
+    for folder, key in keys_by_folder.items():
+        parts = folder.split("/")
+        for i in range(1, len(parts)):
+            containers.setdefault("/".join(parts[:i]), key)
+    clashes = {}
+    for folder in keys_by_folder:
+        if folder in containers:
+            clashes[folder] = (
+                f"key's folder {folder!r} would contain the folder of {containers[folder]!r} "
+                "(and publishing it would delete that one): rename one of the two keys"
+            )
+        elif folder.endswith(ARCHIVE_SUFFIX) and folder[: -len(ARCHIVE_SUFFIX)] in keys_by_folder:
+            other = keys_by_folder[folder[: -len(ARCHIVE_SUFFIX)]]
+            clashes[folder] = (
+                f"key's folder {folder!r} is the name of {other!r}'s kept archive: "
+                "rename the .tar.gz.tar.gz key"
+            )
+    return clashes
+
+
 def _explain_listing_error(exc: BaseException, where: BucketPath) -> UsageError:
     configuration = explain_config_error(exc)
     if configuration is not None:
@@ -98,15 +133,26 @@ def list_archives(
     """
     archives: list[Archive] = []
     rejected: list[tuple[str, str]] = []
-    for obj in _iter_objects(client, where, retry, on_retry, before_request):
+    objects = [
+        obj
+        for obj in _iter_objects(client, where, retry, on_retry, before_request)
+        if obj["Key"].endswith(ARCHIVE_SUFFIX)
+    ]
+    # Clashes are judged on the whole listing, before sharding, so that every
+    # shard worker makes the same decision about the same pair of keys.
+    clashes = folder_clashes(
+        {f: obj["Key"] for obj in objects if (f := folder_for(obj["Key"], where.prefix))}
+    )
+    for obj in objects:
         key = obj["Key"]
-        if not key.endswith(ARCHIVE_SUFFIX):
-            continue
         if shard.active and shard_of(key, shard.count) != shard.index:
             continue
         folder = folder_for(key, where.prefix)
         if folder is None:
             rejected.append((key, "key does not map to a safe folder name"))
+            continue
+        if folder in clashes:
+            rejected.append((key, clashes[folder]))
             continue
         archives.append(
             Archive(

@@ -1,0 +1,76 @@
+"""Keys whose folders nest or collide fail alone, night after night; nothing else is lost.
+
+Issue #19 (part a). Every test runs the real download stage (or the real ``run``
+command in its own process) against the loopback S3 server, with archives built
+in memory and written to real folders under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from job.core.config import DownloadConfig, RetrySettings
+from job.download.stage import run_download
+from tests.conftest import run_group_members, tar_gz
+
+FAST_RETRY = RetrySettings(attempts=2, initial_wait=0.01, max_wait=0.02)
+
+
+def _cfg(bucket: str, out: Path, **kw: object) -> DownloadConfig:
+    return DownloadConfig(
+        bucket_path=f"s3://{bucket}/failed_runs/", output_dir=out, retry=FAST_RETRY, **kw
+    )
+
+
+def _failures(logs: list[dict]) -> dict[str, str]:
+    return {
+        e["key"]: e["error"]
+        for e in logs
+        if e["event"] == "download.archive" and e["outcome"] == "failed"
+    }
+
+
+def _manifest_is_true(out: Path) -> dict[str, dict]:
+    """Every archive the manifest calls succeeded has its folder (and kept archive) on disk."""
+    records = json.loads((out / "manifest.json").read_text())["archives"]
+    for key, rec in records.items():
+        if rec["outcome"] == "succeeded":
+            assert (out / rec["folder"]).is_dir(), key
+            assert (out / f"{rec['folder']}.tar.gz").is_file(), key
+    return records
+
+
+def test_keys_whose_folders_nest_or_collide_fail_alone_across_nights(s3, bucket, tmp_path):
+    """``X`` beside ``X/Y``, ``Z`` beside ``Z.tar.gz``: the odd key fails, nothing is lost."""
+    bodies = {
+        "failed_runs/X.tar.gz": tar_gz(run_group_members("GX")),
+        "failed_runs/X/Y.tar.gz": tar_gz(run_group_members("GY")),
+        "failed_runs/Z.tar.gz": tar_gz(run_group_members("GZ")),
+        "failed_runs/Z.tar.gz.tar.gz": tar_gz(run_group_members("GZZ")),
+        "failed_runs/good.tar.gz": tar_gz(run_group_members("G")),
+    }
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    out = tmp_path / "out"
+    odd = {"failed_runs/X.tar.gz", "failed_runs/Z.tar.gz.tar.gz"}
+    # Night 2: X is re-uploaded (it changed); night 3: nothing new at all.
+    for night in (1, 2, 3):
+        if night == 2:
+            s3.put_object(
+                Bucket=bucket, Key="failed_runs/X.tar.gz", Body=tar_gz(run_group_members("GX2"))
+            )
+        with capture_logs() as logs:
+            run_download(_cfg(bucket, out, keep_compressed=True))
+        failed = _failures(logs)
+        assert set(failed) == odd, (night, failed)
+        assert (
+            "would contain the folder of 'failed_runs/X/Y.tar.gz'" in failed["failed_runs/X.tar.gz"]
+        )
+        assert "kept archive" in failed["failed_runs/Z.tar.gz.tar.gz"]
+        records = _manifest_is_true(out)
+        assert {k for k, r in records.items() if r["outcome"] == "succeeded"} == set(bodies) - odd
+        assert (out / "X" / "Y" / "GY" / "metadata.json").is_file()
+        assert (out / "Z.tar.gz").is_file()
