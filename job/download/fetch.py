@@ -242,10 +242,12 @@ class Fetcher:
             os.rename(target, old)
         os.rename(tmp, target)
         kept = target.with_name(target.name + ".tar.gz")
+        # Whatever stands at the kept archive's name is ours to replace: a .tar.gz
+        # kept by an earlier run (it would no longer match the folder), or anything
+        # else left there (a folder makes os.replace and unlink fail with EISDIR).
+        if tmp_tar is None or (not kept.is_symlink() and kept.is_dir()):
+            remove_tree(kept)
         if tmp_tar is not None:
             os.replace(tmp_tar, kept)
-        else:
-            # A .tar.gz kept by an earlier run would no longer match the folder.
-            kept.unlink(missing_ok=True)
         if old is not None:
             remove_tree(old)

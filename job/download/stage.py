@@ -19,7 +19,7 @@ from typing import Any
 
 from job.core.atomic import is_temporary, remove_tree, temp_prefix
 from job.core.config import DownloadConfig, shard_of
-from job.core.errors import Cancelled, ItemError, UsageError
+from job.core.errors import Cancelled, UsageError
 from job.core.logs import get_logger
 from job.core.progress import Progress
 from job.core.signals import raise_if_stopped, stop_requested
@@ -66,9 +66,7 @@ def plan(
             status = Status.CHANGED
         elif rec.outcome != Outcome.SUCCEEDED:
             status = Status.RETRY
-        elif not (output_dir / archive.folder).is_dir() or (
-            keep_compressed and not (output_dir / f"{archive.folder}.tar.gz").is_file()
-        ):
+        elif not _on_disk(output_dir, archive.folder, keep_compressed):
             status = Status.MISSING
         else:
             status = Status.UP_TO_DATE
@@ -76,6 +74,20 @@ def plan(
             status = Status.CHANGED
         planned.append(Planned(archive, status))
     return planned
+
+
+def _on_disk(output_dir: Path, folder: str, keep_compressed: bool) -> bool:
+    """Is the archive's published folder (and kept archive) there? False if it can't be told.
+
+    ``Path.is_dir`` raises on some errors (ENAMETOOLONG, EACCES); one odd record
+    must not stop the planning of every other archive, and refetching is safe.
+    """
+    try:
+        return (output_dir / folder).is_dir() and (
+            not keep_compressed or (output_dir / f"{folder}.tar.gz").is_file()
+        )
+    except OSError:
+        return False
 
 
 def _remove_stale(output_dir: Path, archives: list[Archive], manifest_file: Path) -> int:
@@ -106,11 +118,19 @@ def _remove_stale(output_dir: Path, archives: list[Archive], manifest_file: Path
 
 
 def _failure_reason(exc: BaseException) -> str:
+    """One line for the archive's log event and manifest record, whatever ``exc`` is."""
+    return " ".join(_explain(exc).split())[:500]
+
+
+def _explain(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return "no space left on the output drive: free space or point --output-dir elsewhere"
     if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
         return "file too large for the output drive (file-size limit reached)"
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS):
+        return f"cannot write to the output drive: {exc.strerror} ({exc.filename})"
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:
+        # The drive refused a name of this archive's (a file where a folder goes...).
         return f"cannot write to the output drive: {exc.strerror} ({exc.filename})"
     return diagnose(exc).cause
 
@@ -273,7 +293,7 @@ def _fetch_all(
                 archive = pending.pop(future)
                 published = _record(future, archive, manifest, summary, log, progress)
                 if published and on_published is not None:
-                    on_published(fetcher.cfg.output_dir / archive.folder)
+                    _tell(on_published, fetcher.cfg.output_dir / archive.folder, archive, log)
             if stop_requested():
                 queue.clear()
                 now = time.monotonic()
@@ -286,6 +306,23 @@ def _fetch_all(
             future.cancel()
         in_flight.remove_all()
         pool.shutdown(wait=not stop_requested(), cancel_futures=True)
+
+
+def _tell(on_published: Callable[[Path], None], folder: Path, archive: Archive, log: Any) -> None:
+    """Hand a published folder on; a failure there is logged, never the download's end.
+
+    The folder is published and recorded either way; whoever listens (the parse
+    stage) finds it again on its own walk of the drive.
+    """
+    try:
+        on_published(folder)
+    except Exception as exc:
+        log.error(
+            "download.published_callback_failed",
+            key=archive.key,
+            folder=archive.folder,
+            error=_failure_reason(exc),
+        )
 
 
 def _record(
@@ -328,7 +365,7 @@ def _record(
         )
         progress.advance(result.bytes_received)
         return True
-    reason = exc.reason if isinstance(exc, ItemError) else _failure_reason(exc)
+    reason = _failure_reason(exc)
     attempts = getattr(exc, "attempts", None)
     seconds = getattr(exc, "seconds", None)
     manifest.put(

@@ -74,3 +74,48 @@ def test_keys_whose_folders_nest_or_collide_fail_alone_across_nights(s3, bucket,
         assert {k for k, r in records.items() if r["outcome"] == "succeeded"} == set(bodies) - odd
         assert (out / "X" / "Y" / "GY" / "metadata.json").is_file()
         assert (out / "Z.tar.gz").is_file()
+
+
+def test_every_step_of_one_archive_failing_fails_only_that_archive(s3, bucket, tmp_path):
+    """Real occupied paths make each filesystem step of one archive fail in turn.
+
+    The job runs as the user who owns the drive, so permissions can't be relied on
+    to refuse anything in a test (CI may run as root); files of the wrong type
+    standing where the job wants a folder, or a folder where it wants a file, make
+    the same syscalls fail for real.
+    """
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "occupied").write_bytes(b"a file where a key's parent folder goes")  # mkdir
+    (out / "was_a_file").write_bytes(b"a file where an archive's folder goes")  # publish
+    (out / "kept.tar.gz").mkdir()  # a folder where the kept archive goes (EISDIR)
+    (out / "kept.tar.gz" / "x").write_bytes(b"")
+    bodies = {
+        "failed_runs/occupied/G.tar.gz": tar_gz(run_group_members("G1")),
+        "failed_runs/was_a_file.tar.gz": tar_gz(run_group_members("G2")),
+        "failed_runs/kept.tar.gz": tar_gz(run_group_members("G3")),
+        "failed_runs/file_then_dir.tar.gz": tar_gz({"G4/f": b"file", "G4/f/g": b"under it"}),
+        "failed_runs/good.tar.gz": tar_gz(run_group_members("G5")),
+    }
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    published: list[Path] = []
+
+    def on_published(folder: Path) -> None:
+        published.append(folder)
+        if folder.name == "good":
+            raise RuntimeError("the parse stage refused this folder")
+
+    with capture_logs() as logs:
+        summary = run_download(_cfg(bucket, out, keep_compressed=True), on_published)
+    failed = _failures(logs)
+    assert set(failed) == {"failed_runs/occupied/G.tar.gz", "failed_runs/file_then_dir.tar.gz"}
+    assert "occupied" in failed["failed_runs/occupied/G.tar.gz"]
+    assert all("\n" not in r for r in failed.values())
+    assert (summary.succeeded, summary.failed) == (3, 2)
+    # What stood at the job's own names was the job's to replace.
+    assert (out / "was_a_file" / "G2" / "metadata.json").is_file()
+    assert (out / "kept.tar.gz").is_file()
+    assert {p.name for p in published} == {"was_a_file", "kept", "good"}
+    assert any(e["event"] == "download.published_callback_failed" for e in logs)
+    _manifest_is_true(out)
