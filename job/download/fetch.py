@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import posixpath
 import threading
 import time
 import zlib
@@ -28,6 +29,7 @@ from isal.isal_zlib import _GzipReader
 from job.core.atomic import remove_tree, temp_sibling
 from job.core.config import DownloadConfig, usable_cpus
 from job.core.errors import Cancelled, ItemError
+from job.core.safe_fs import ensure_real_dirs
 from job.core.signals import stop_requested
 from job.download.extract import Limits, TarSource, extract_stream
 from job.download.listing import Archive
@@ -167,7 +169,9 @@ class Fetcher:
 
     def _attempt(self, archive: Archive) -> FetchResult:
         target = self.cfg.output_dir / archive.folder
-        target.parent.mkdir(parents=True, exist_ok=True)
+        # Component by component from the output root: a link planted at any
+        # parent folder is replaced, never followed out of the tree (safe_fs).
+        ensure_real_dirs(self.cfg.output_dir, posixpath.dirname(archive.folder), self._link)
         tmp = temp_sibling(target)
         tmp_tar = temp_sibling(target.with_name(target.name + ".tar.gz"))
         if not self.throttle.acquire(cancelled=stop_requested):
@@ -217,6 +221,13 @@ class Fetcher:
             tmp_tar.unlink(missing_ok=True)
             self.in_flight.discard(tmp)
             self.in_flight.discard(tmp_tar)
+
+    def _link(self, path: Path) -> None:
+        self.log.warning(
+            "download.planted_link",
+            path=str(path),
+            action="replaced by a real folder; the link was not followed",
+        )
 
     def _take_slot(self) -> None:
         """Wait for one of the extraction slots: decompressing and writing is CPU work.

@@ -22,6 +22,7 @@ from job.core.config import DownloadConfig, shard_of
 from job.core.errors import Cancelled, UsageError
 from job.core.logs import get_logger
 from job.core.progress import Progress
+from job.core.safe_fs import is_real_dir
 from job.core.signals import raise_if_stopped, stop_requested
 from job.core.summary import Outcome, StageSummary
 from job.download.fetch import Fetcher, FetchResult, InFlight
@@ -83,7 +84,7 @@ def _on_disk(output_dir: Path, folder: str, keep_compressed: bool) -> bool:
     must not stop the planning of every other archive, and refetching is safe.
     """
     try:
-        return (output_dir / folder).is_dir() and (
+        return is_real_dir(output_dir, folder) and (
             not keep_compressed or (output_dir / f"{folder}.tar.gz").is_file()
         )
     except OSError:
@@ -106,6 +107,8 @@ def _remove_stale(output_dir: Path, archives: list[Archive], manifest_file: Path
         )
     removed = 0
     for parent, prefixes in wanted.items():
+        if not is_real_dir(output_dir, os.path.relpath(parent, output_dir)):
+            continue  # missing, or a planted link: never scanned (or deleted in) through
         try:
             entries = list(os.scandir(parent))
         except OSError:

@@ -119,3 +119,57 @@ def test_every_step_of_one_archive_failing_fails_only_that_archive(s3, bucket, t
     assert {p.name for p in published} == {"was_a_file", "kept", "good"}
     assert any(e["event"] == "download.published_callback_failed" for e in logs)
     _manifest_is_true(out)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes | str]]:
+    """Every entry below ``root``: its mode and its bytes (files) or target (links)."""
+    snap: dict[str, tuple[int, bytes | str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            st = path.lstat()
+            if path.is_symlink():
+                content: bytes | str = os.readlink(path)
+            elif path.is_file():
+                content = path.read_bytes()
+            else:
+                content = b""
+            snap[str(path.relative_to(root))] = (st.st_mode, content)
+    return snap
+
+
+def test_links_planted_in_the_output_are_replaced_never_followed(s3, bucket, tmp_path):
+    sentinel = tmp_path / "sentinel"  # what the planted links point at
+    (sentinel / "task").mkdir(parents=True)
+    (sentinel / "task" / "G").mkdir()
+    (sentinel / "task" / "G" / "precious").write_bytes(b"keep me")
+    (sentinel / ".G.partial-1-deadbeef").mkdir()  # looks like one of our temporaries
+    (sentinel / "manifest.json").write_bytes(b"not yours")
+    before = _snapshot(sentinel)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "aide").symlink_to(sentinel)  # the parent of an archive's folder
+    (out / "deep").mkdir()
+    (out / "deep" / "task").symlink_to(sentinel / "task")  # a grandchild level
+    (out / ".G.partial-1-deadbeef").symlink_to(sentinel / ".G.partial-1-deadbeef")  # temp area
+    (out / "manifest.json").symlink_to(sentinel / "manifest.json")
+    for key in ("aide/task/G", "deep/task/G", "G"):
+        s3.put_object(
+            Bucket=bucket, Key=f"failed_runs/{key}.tar.gz", Body=tar_gz(run_group_members("R"))
+        )
+    for night in (1, 2):
+        with capture_logs() as logs:
+            summary = run_download(_cfg(bucket, out))
+        done = summary.succeeded if night == 1 else summary.skipped  # night 2: up to date
+        assert (done, summary.failed) == (3, 0)
+        assert _snapshot(sentinel) == before, night
+        planted = [e["path"] for e in logs if e["event"] == "download.planted_link"]
+        if night == 1:
+            assert sorted(planted) == [str(out / "aide"), str(out / "deep" / "task")]
+        else:
+            assert planted == []
+    for folder in ("aide/task/G", "deep/task/G", "G"):
+        assert (out / folder / "R" / "metadata.json").is_file()
+    assert not any(p.is_symlink() for p in out.rglob("*")), "a planted link is still there"
+    assert json.loads((out / "manifest.json").read_text())["archives"]
