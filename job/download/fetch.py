@@ -102,6 +102,26 @@ def _corrupt(exc: BaseException) -> ItemError | None:
     return None
 
 
+def _trailing_garbage(exc: BaseException, decompressed: BinaryIO | None) -> ItemError | None:
+    """Bytes after a gzip stream that already gave data: said as such, not "not gzip".
+
+    The gzip reader takes what follows a stream for the next member's header, so
+    garbage after the trailer reads as "Not a gzipped file", which is wrong about
+    the archive. GNU tar extracts such a body with "trailing garbage ignored"; the
+    job does not (docs/RELIABILITY.md, "Where GNU tar only warns"): the CRC covers
+    the gzip stream only, so extra bytes mean the object is not what was written.
+    Zero padding after the stream is accepted, as gzip accepts it.
+    """
+    if decompressed is None or decompressed.tell() == 0:
+        return None  # nothing came out yet: the body is not gzip at all
+    if isinstance(exc, gzip.BadGzipFile) and str(exc).startswith("Not a gzipped file"):
+        return ItemError(
+            "archive has data after its gzip stream (trailing garbage, which GNU tar "
+            "ignores with a warning): it is not the object that was uploaded"
+        )
+    return None
+
+
 _GZIP_READ = 512 * 1024  # compressed bytes asked of the network per read
 _SLOT_POLL_SECONDS = 0.2  # how often a response waiting for a slot checks for a stop
 
@@ -197,8 +217,10 @@ class Fetcher:
                 )
                 self._take_slot()
                 stack.callback(self.slots.release)
+                decompressed: BinaryIO | None = None
                 try:
-                    source = TarSource(open_decompressed(reader))
+                    decompressed = open_decompressed(reader)
+                    source = TarSource(decompressed)
                     stats = extract_stream(source, tmp, self.limits)
                     source.drain()  # reach the gzip trailer so its CRC is checked
                     reader.finish()
@@ -209,7 +231,7 @@ class Fetcher:
                         raise reader.transport_error from None
                     if isinstance(exc, ItemError):
                         raise
-                    corrupt = _corrupt(exc)
+                    corrupt = _trailing_garbage(exc, decompressed) or _corrupt(exc)
                     if corrupt is not None:
                         raise corrupt from None
                     raise

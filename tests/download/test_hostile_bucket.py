@@ -173,3 +173,35 @@ def test_links_planted_in_the_output_are_replaced_never_followed(s3, bucket, tmp
         assert (out / folder / "R" / "metadata.json").is_file()
     assert not any(p.is_symlink() for p in out.rglob("*")), "a planted link is still there"
     assert json.loads((out / "manifest.json").read_text())["archives"]
+
+
+def test_where_gnu_tar_only_warns_the_job_fails_the_archive(s3, bucket, tmp_path):
+    """Trailing garbage after the gzip stream, a file replaced by a folder: both fail.
+
+    GNU tar extracts both with a warning (``gzip: stdin: decompression OK, trailing
+    garbage ignored``; a folder member unlinks the file of the same name). The job
+    does not follow it: biomlbench's uploader writes neither, a body with bytes
+    after its gzip trailer is not the object that was uploaded, and a member that
+    replaces an earlier one's type is how tar tricks start. Zero padding after the
+    stream (tape-style blocking) is accepted, as gzip and tarfile accept it.
+    """
+    good = tar_gz(run_group_members("G"))
+    folder = tarfile.TarInfo("F/f")
+    folder.type = tarfile.DIRTYPE
+    file_then_folder = _tar([(tarfile.TarInfo("F/f"), b""), folder], tarfile.GNU_FORMAT)
+    bodies = {
+        "failed_runs/garbage.tar.gz": good + b"trailing garbage\n",
+        "failed_runs/padded.tar.gz": good + b"\0" * 1024,
+        "failed_runs/file_then_folder.tar.gz": file_then_folder,
+        "failed_runs/good.tar.gz": good,
+    }
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    out = tmp_path / "out"
+    with capture_logs() as logs:
+        summary = run_download(_cfg(bucket, out))
+    failed = _failures(logs)
+    assert set(failed) == {"failed_runs/garbage.tar.gz", "failed_runs/file_then_folder.tar.gz"}
+    assert "after its gzip stream" in failed["failed_runs/garbage.tar.gz"], failed
+    assert "where a file already is" in failed["failed_runs/file_then_folder.tar.gz"]
+    assert summary.succeeded == 2
