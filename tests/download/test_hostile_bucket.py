@@ -7,7 +7,10 @@ in memory and written to real folders under ``tmp_path``.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import tarfile
 from pathlib import Path
 
 from structlog.testing import capture_logs
@@ -31,6 +34,17 @@ def _failures(logs: list[dict]) -> dict[str, str]:
         for e in logs
         if e["event"] == "download.archive" and e["outcome"] == "failed"
     }
+
+
+def _tar(members: list[tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]], fmt: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=fmt) as tar:
+        for m in members:
+            if isinstance(m, tuple):
+                tar.addfile(m[0], io.BytesIO(m[1]))
+            else:
+                tar.addfile(m)
+    return buf.getvalue()
 
 
 def _manifest_is_true(out: Path) -> dict[str, dict]:
