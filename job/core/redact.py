@@ -30,14 +30,19 @@ def redact_text(text: str) -> str:
     if "@" in text:
         text = _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
     if len(text) >= 40:
-        text = _TOKEN.sub(REDACTED, text)
+        text = _TOKEN.sub(_key_or_not, text)
         text = _SECRET_KEY.sub(_key_or_not, text)
     return text
 
 
 def _key_or_not(match: re.Match[str]) -> str:
     value = match.group(0)
-    # Real secret keys mix upper and lower case; digests and ids are single-case.
-    if any(c.isupper() for c in value) and any(c.islower() for c in value):
+    # Real keys and tokens are random base64: upper and lower case and digits. Digests,
+    # ids and long file names (``GGGG…``) lack one of the three and are left alone.
+    if (
+        any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+        and any(c.isdigit() for c in value)
+    ):
         return REDACTED
     return value

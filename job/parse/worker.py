@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import gc
 import os
+import posixpath
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from job.core.config import DEFAULT_MAX_JOURNAL_BYTES
 from job.core.errors import Cancelled, ItemError
+from job.core.safe_fs import ensure_real_dirs
 from job.model.journal import Journal, read_journal
 from job.model.layout import Layout
 from job.model.taxonomy import step_details
@@ -97,6 +99,31 @@ def parse_one(task: ParseTask, should_stop: Callable[[], bool] | None = None) ->
             gc.enable()
 
 
+def _planted(path: Path) -> None:
+    """Replaced without an event of its own: workers don't log (their lines would
+    interleave with the parent's on one stdout); the download reports the links it
+    meets, and a link here shows as the journal's report being written normally."""
+
+
+def _real_report_folder(task: ParseTask) -> None:
+    """Make the report's folders real folders below the output root, links replaced.
+
+    The renderer writes by path; a symlink planted at any folder above the report
+    (``aide_journals/aide -> /elsewhere``) would take the report, and the cleanup
+    of its temporary, out of the output tree. See :mod:`job.core.safe_fs`.
+    """
+    rel = task.layout.report
+    report = os.fspath(task.report_path)
+    if not report.endswith("/" + rel):
+        return
+    root = Path(report[: -len(rel) - 1])
+    try:
+        root.mkdir(parents=True, exist_ok=True)  # the output root itself is trusted
+        ensure_real_dirs(root, posixpath.dirname(rel), _planted)
+    except OSError as exc:
+        raise ItemError(f"cannot write report: {exc.strerror or exc} ({exc.filename})") from None
+
+
 def _parse_one(task: ParseTask, should_stop: Callable[[], bool] | None) -> ParseResult:
     started = time.monotonic()
     fingerprint: Fingerprint | None = None
@@ -105,6 +132,7 @@ def _parse_one(task: ParseTask, should_stop: Callable[[], bool] | None) -> Parse
             raise Cancelled("stop requested")
         journal, fingerprint = _read(task.journal_path, task.max_bytes)
         details = step_details(journal)
+        _real_report_folder(task)
         task.renderer.write(journal, task.layout, task.report_path, details, should_stop)
         entry = entry_for(task.layout, journal, fingerprint, task.renderer.version, details)
     except Cancelled:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -45,6 +47,60 @@ def _tar(members: list[tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]], fmt: in
             else:
                 tar.addfile(m)
     return buf.getvalue()
+
+
+def _run_job(bucket: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``analyze-failures run`` in its own process, as cron starts it."""
+    argv = [sys.executable, "-m", "job", "run", "--bucket-path", f"s3://{bucket}/failed_runs/"]
+    return subprocess.run(
+        [*argv, "--output-dir", str(out), "--log-format", "json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _events(proc: subprocess.CompletedProcess[str]) -> list[dict]:
+    lines = proc.stdout.splitlines() + proc.stderr.splitlines()
+    events = []
+    for line in lines:
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                raise AssertionError(f"not one JSON event per line: {line[:400]!r}") from None
+    return events
+
+
+def _assert_complete_night(out: Path, proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """Exit 1 (some failed), a summary, a manifest, index.json and index.html; the failures."""
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    events = _events(proc)
+    assert any(e["event"] == "download.summary" for e in events), proc.stderr[-3000:]
+    assert (out / "failed_runs" / "manifest.json").is_file()
+    assert (out / "aide_journals" / "index.json").is_file()
+    assert (out / "index.html").is_file()
+    failed = {
+        e["key"]: e["error"]
+        for e in events
+        if e["event"] == "download.archive" and e["outcome"] == "failed"
+    }
+    assert all("\n" not in reason for reason in failed.values())
+    return failed
+
+
+LONG = "g" * 240  # fits NAME_MAX itself; not with the job's temporary suffixes
+
+
+def negative_pax_size_then_big(big: int) -> bytes:
+    """A PAX ``size=-N`` member (credits the bomb guard N bytes) followed by a big file."""
+    liar = tarfile.TarInfo("G/liar")
+    liar.pax_headers = {"size": str(-(1 << 40))}
+    data = b"\0" * big
+    real = tarfile.TarInfo("G/big")
+    real.size = big
+    return _tar([liar, (real, data)], tarfile.PAX_FORMAT)
 
 
 def _manifest_is_true(out: Path) -> dict[str, dict]:
@@ -219,3 +275,51 @@ def test_where_gnu_tar_only_warns_the_job_fails_the_archive(s3, bucket, tmp_path
     assert "after its gzip stream" in failed["failed_runs/garbage.tar.gz"], failed
     assert "where a file already is" in failed["failed_runs/file_then_folder.tar.gz"]
     assert summary.succeeded == 2
+
+
+def test_a_bucket_of_every_hostile_kind_still_gives_a_complete_night(s3, bucket, tmp_path):
+    """One object of each kind beside good ones: ``run`` twice in a real process.
+
+    Each night is complete (summary, manifest, index.json, index.html), exactly the
+    hostile objects fail, each with one line, and nothing outside the output root
+    changes, even with a link planted inside it that points outside.
+    """
+    sentinel = tmp_path / "sentinel"
+    (sentinel / "G").mkdir(parents=True)
+    (sentinel / "G" / "precious").write_bytes(b"keep me")
+    before = _snapshot(sentinel)
+    good = tar_gz(run_group_members("G"))
+    hostile = {
+        "failed_runs/negative.tar.gz": negative_pax_size_then_big(2 << 20),
+        "failed_runs/long_member.tar.gz": tar_gz({f"L/{'m' * 300}": b"x"}),
+        "failed_runs/X.tar.gz": good,  # beside X/Y
+        "failed_runs/Z.tar.gz.tar.gz": good,  # beside Z
+        "failed_runs/garbage.tar.gz": good + b"garbage",
+        "failed_runs/traversal.tar.gz": tar_gz({"T/../../../escaped": b"x"}),
+    }
+    fine = {
+        "failed_runs/X/Y.tar.gz": good,
+        "failed_runs/Z.tar.gz": good,
+        "failed_runs/aide/G.tar.gz": good,  # its parent will be a planted link
+        "failed_runs/good.tar.gz": good,
+    }
+    for key, body in {**hostile, **fine}.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    out = tmp_path / "out"
+    (out / "failed_runs").mkdir(parents=True)
+    (out / "failed_runs" / "aide").symlink_to(sentinel)
+    (out / "aide_journals").mkdir()
+    (out / "aide_journals" / "aide").symlink_to(sentinel)  # where its reports go
+    outside = {p.name for p in tmp_path.iterdir()}
+    for night in (1, 2):
+        proc = _run_job(bucket, out, "--max-bytes", str(1 << 20))
+        failed = _assert_complete_night(out, proc)
+        assert set(failed) == set(hostile), (night, failed)
+        assert _snapshot(sentinel) == before
+        assert {p.name for p in tmp_path.iterdir()} == outside
+        for key in fine:
+            folder = key.removeprefix("failed_runs/").removesuffix(".tar.gz")
+            assert (out / "failed_runs" / folder / "G" / "metadata.json").is_file(), key
+    assert not (out / "failed_runs" / "aide").is_symlink()
+    assert not (out / "aide_journals" / "aide").is_symlink()
+    assert list((out / "aide_journals" / "aide" / "G").rglob("*.txt"))
