@@ -180,7 +180,11 @@ def _quoted(value: str) -> str:
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value
-    if re.fullmatch(r"-?\d+(\.\d+)?|None|True|False|\(.*\)", value):
+    if (
+        re.fullmatch(r"-?\d+(\.\d+)?", value)
+        or value in ("None", "True", "False")
+        or (value[:1] == "(" and value[-1:] == ")" and "\n" not in value)
+    ):
         return value  # numbers, None and tuples are printed without quotes
     return repr(value)
 
