@@ -35,6 +35,7 @@ from bench.report import (
     ratio,
     ratio_lines,
     target_lines,
+    targets_for,
 )
 from bench.runner import MB, Series, alternate, run_one
 from job.core.config import usable_cpus
@@ -293,7 +294,11 @@ def compare(
     for line in lines:
         _say(line)
     lines, targets = target_lines(ratios, results, parsed)
-    _say("targets (issue #6, for the default bucket on 2 cores; on the ratios of medians):")
+    size, _ = targets_for(usable_cpus())
+    _say(
+        f"targets (issue #18, for {size} cores, judged on {usable_cpus()} usable CPUs;"
+        " on the ratios of medians):"
+    )
     for line in lines:
         _say(line)
     return {

@@ -3,7 +3,8 @@
 * ``old``      -- the way it was done before the job: list with ``aws s3 ls``,
   then per archive ``aws s3 cp`` + ``tar -xzf``, five archives at a time (xargs -P5).
 * ``pipeline`` -- the plain-tools pipeline of issue #6: one ``s5cmd cp 's3://b/p/*'``,
-  then ``tar -xzf`` two at a time (xargs -P2; the machine has two cores).
+  then ``tar -xzf`` one per usable CPU at a time (xargs -P$(nproc), as
+  ``job.core.config.usable_cpus`` counts them: affinity mask and cgroup quota).
 * ``pipe_igzip`` -- the same with ISA-L's ``igzip`` as tar's decompressor, the
   fastest gunzip a shell user can reach for (Debian/Ubuntu: ``apt-get install
   isal``). Streaming each object (``s5cmd cat | tar``) instead was slower in a quick test:
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.dataset import BUCKET, Dataset
+from job.core.config import usable_cpus
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -53,14 +55,14 @@ aws s3 ls --recursive "$src" --endpoint-url "$url" \
       mv "$f" "$2/.spent/$$.tar.gz"' _ {} "$out" "$bucket" "$url"
 """
 
-# "$4" is how tar decompresses: -z (gzip) or --use-compress-program=igzip.
+# "$4" is how tar decompresses: -z (gzip) or --use-compress-program=igzip; "$5" the usable CPUs.
 _PIPELINE = r"""
 set -euo pipefail
-url="$1"; src="$2"; out="$3"; gunzip="$4"
+url="$1"; src="$2"; out="$3"; gunzip="$4"; cpus="$5"
 mkdir -p "$out/.spent"
 s5cmd --endpoint-url "$url" cp "${src}*" "$out/" > /dev/null
 find "$out" -path "$out/.spent" -prune -o -name '*.tar.gz' -print0 \
-  | xargs -0 -P2 -I{} sh -c 'tar "$3" -xf "$1" -C "$(dirname "$1")" && mv "$1" "$2/.spent/$$.tar.gz"' _ {} "$out" "$gunzip"
+  | xargs -0 -P"$cpus" -I{} sh -c 'tar "$3" -xf "$1" -C "$(dirname "$1")" && mv "$1" "$2/.spent/$$.tar.gz"' _ {} "$out" "$gunzip"
 """
 
 
@@ -81,6 +83,11 @@ class Contender:
         return f"{self.needs[0]} is not installed ({self.needs[1]})"
 
 
+def _cpus() -> str:
+    """What ``nproc`` should mean for the shell contenders and the floor: the job's own count."""
+    return str(usable_cpus())
+
+
 def _job(*args: str) -> list[str]:
     return [str(VENV_BIN / "analyze-failures"), *args]
 
@@ -90,12 +97,12 @@ def _old(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
 
 
 def _pipeline(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
-    return ["bash", "-c", _PIPELINE, "pipeline", url, d.bucket_path, str(out), "-z"]
+    return ["bash", "-c", _PIPELINE, "pipeline", url, d.bucket_path, str(out), "-z", _cpus()]
 
 
 def _pipe_igzip(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
     gunzip = "--use-compress-program=igzip"
-    return ["bash", "-c", _PIPELINE, "pipe_igzip", url, d.bucket_path, str(out), gunzip]
+    return ["bash", "-c", _PIPELINE, "pipe_igzip", url, d.bucket_path, str(out), gunzip, _cpus()]
 
 
 def _fetching(command: str) -> Callable[[Dataset, str, Path, Path | None], list[str]]:
@@ -112,7 +119,7 @@ def _fetching(command: str) -> Callable[[Dataset, str, Path, Path | None], list[
 
 
 def _floor(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
-    return [sys.executable, "-m", "bench.floor", str(d.archive_dir), str(out), "2"]
+    return [sys.executable, "-m", "bench.floor", str(d.archive_dir), str(out), _cpus()]
 
 
 def _parse(d: Dataset, url: str, out: Path, src: Path | None) -> list[str]:
@@ -160,8 +167,8 @@ CONTENDERS: dict[str, Contender] = {
             "floor",
             _floor,
             _extracted,
-            True,
-            "isal decompress + tarfile extract from memory, 2 threads",
+            False,
+            "isal decompress + tarfile extract from memory, one process per usable CPU",
         ),
         Contender("parse", _parse, _nothing, True, "analyze-failures parse"),
         Contender(
