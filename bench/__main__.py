@@ -18,7 +18,9 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -119,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the compared buckets at most this fast (rclone --bwlimit, e.g. 40M "
         "bytes/s): a network link instead of loopback",
     )
+    p.add_argument(
+        "--cpus",
+        type=_cpu_list,
+        default=None,
+        metavar="N[,N...]",
+        help="run the whole bench once per N under taskset on the first N usable CPUs "
+        "(every contender, the job's defaults and -P$(nproc) follow), then print the "
+        "scaling curve, e.g. --cpus 1,2",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--timeout", type=float, default=3600, help="seconds before a contender run is killed"
@@ -147,8 +158,74 @@ def warm_bytecode() -> None:
         compileall.compile_dir(where, quiet=2, workers=0)
 
 
+def _cpu_list(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) < 1 or max(counts) > usable_cpus():
+        raise argparse.ArgumentTypeError(f"CPU counts must be within 1..{usable_cpus()}: {text!r}")
+    return counts
+
+
+def _without_cpus(argv: Sequence[str]) -> list[str]:
+    """The command line minus ``--cpus`` and ``--json`` (each child gets its own JSON)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--cpus", "--json"):
+            skip = True
+        elif not arg.startswith(("--cpus=", "--json=")):
+            out.append(arg)
+    return out
+
+
+def cpu_scaling(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """The same bench under ``taskset`` on 1, 2, ... CPUs: how each contender scales with cores.
+
+    Each count runs in a child bench pinned to the first N CPUs of this one's mask, so
+    ``usable_cpus()`` there (the job's defaults, the pipelines' ``-P``, the floor's
+    processes) and everything it starts, the loopback S3 server included, see N.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    runs: dict[int, dict[str, Any]] = {}
+    # Not under --work-dir: each child bench removes that when it finishes.
+    scratch = Path(tempfile.mkdtemp(prefix="bench-cpus-"))
+    for n in args.cpus:
+        out = scratch / f"cpus-{n}.json"
+        mask = ",".join(str(c) for c in cpus[:n])
+        _say(f"\n==== on {n} CPU(s) (taskset -c {mask})")
+        child = [sys.executable, "-m", "bench", *_without_cpus(argv), "--json", str(out)]
+        code = subprocess.run(["taskset", "-c", mask, *child], check=False).returncode
+        if code != 0:
+            _say(f"bench on {n} CPU(s) failed (exit {code})")
+            return code
+        runs[n] = json.loads(out.read_text())
+    shutil.rmtree(scratch, ignore_errors=True)
+    _say("\n== scaling with CPUs: median s / CPU s / cores busy (CPU s / median s)")
+    names = sorted(
+        {k for r in runs.values() for k in {**r.get("contenders", {}), **r.get("parse", {})}}
+    )
+    _say(f"{'contender':<10} " + " ".join(f"{f'{n} CPU(s)':>22}" for n in runs))
+    for name in names:
+        cells = []
+        for r in runs.values():
+            side = {**r.get("contenders", {}), **r.get("parse", {})}.get(name)
+            med = side and side.get("median_s")
+            cpu = side and side.get("cpu_median_s")
+            busy = cpu / med if med and cpu else None
+            cells.append(
+                f"{_fmt(med, '{:.2f}'):>7} {_fmt(cpu, '{:.2f}'):>7} {_fmt(busy, '{:.2f}'):>6}"
+            )
+        _say(f"{name:<10} " + " ".join(f"{c:>22}" for c in cells))
+    if args.json:
+        args.json.write_text(json.dumps({"cpu_scaling": runs}, indent=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.cpus:
+        return cpu_scaling(args, argv)
     warm_bytecode()
     if args.smoke:
         args.archives, args.steps, args.size_mb, args.runs_per_group = 3, 8, 0.25, 1

@@ -24,13 +24,14 @@ def contender_table(
 
     ``CPU/cores`` divides it by this machine's cores: no schedule can finish a
     CPU-bound contender faster, so a target below it cannot be met by overlap or
-    parallelism, only by doing less work.
+    parallelism, only by doing less work. ``busy`` is CPU s over median s: the cores
+    the contender kept busy on average.
     """
     cores = usable_cpus()
     cpu_label = f"CPU/{cores}"
     head = (
         f"{'contender':<10} {'median s':>9} {'min s':>8} {volume_label:>10} {'CPU s':>6} "
-        f"{cpu_label:>6} {'max RSS MB':>11} {'sum RSS MB':>11}  status"
+        f"{cpu_label:>6} {'busy':>5} {'max RSS MB':>11} {'sum RSS MB':>11}  status"
     )
     lines = [head, "-" * len(head)]
     for s in series:
@@ -43,6 +44,7 @@ def contender_table(
         lines.append(
             f"{s.name:<10} {_num(median):>9} {_num(s.best):>8} {_num(rate, '{:.1f}'):>10} "
             f"{_num(cpu):>6} {_num(cpu / cores if cpu is not None else None):>6} "
+            f"{_num(ratio(cpu, median), '{:.1f}'):>5} "
             f"{_num(s.rss_max_mb, '{:.0f}'):>11} {_num(s.rss_sum_mb, '{:.0f}'):>11}  {status}"
         )
     return "\n".join(lines)

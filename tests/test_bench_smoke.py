@@ -126,3 +126,23 @@ def test_bench_relist_alone(tmp_path: Path) -> None:
     assert relist["first_run"]["ok"], relist["first_run"]
     assert relist["second_run"]["ok"], relist["second_run"]
     assert "second download (nothing new)" in table
+
+
+def test_bench_cpus_pins_every_contender(tmp_path: Path) -> None:
+    """--cpus 1: the child bench, the job and the pipelines all see one usable CPU."""
+    table, report = run_bench(
+        tmp_path, "--smoke", "--cpus", "1", "--contenders", "pipeline,download", "--no-parse"
+    )
+    (child,) = report["cpu_scaling"].values()
+    assert child["machine"]["usable_cpus"] == 1
+    assert set(child["contenders"]) == {"pipeline", "download", "floor"}
+    assert "taskset -c" in table
+    assert "scaling with CPUs" in table
+    busy = {
+        line.split()[0]: float(line.split()[3])
+        for line in table.splitlines()
+        if line.startswith(("pipeline ", "download ")) and len(line.split()) == 4
+    }
+    assert set(busy) == {"pipeline", "download"}
+    # Pinned to one CPU, no contender can keep more than one core busy.
+    assert all(value <= 1.05 for value in busy.values()), busy
