@@ -84,6 +84,10 @@ class IndexEntry:
     steps_by_stage: dict[str, int] | None = None
     html: str | None = None  # the journal's page, relative to the output folder
     analysis_version: int | None = None
+    # The run's verdict (mode, cause, evidence_file, evidence_line, evidence, href),
+    # added by the report stage after each night's site build and kept by the parse
+    # stage for journals it does not re-parse.
+    verdict: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for index.json. Shallow on purpose: ``asdict`` deep-copied every

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from job import __version__
-from job.core.atomic import atomic_write_bytes, atomic_write_text
+from job.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from job.core.errors import ItemError
 from job.core.textsafe import csv_row
 from job.model.extras import EXTRAS_VERSION, index_extras, journal_page_path
@@ -139,6 +139,7 @@ def build_site(root: Path, *, backfill: bool = True, now: datetime | None = None
     _attach_verdicts(data, verdicts)
     summary = summarize(verdicts, read_summary(root / SUMMARY_JSON, warnings.append), generated)
     evidence_pages = write_evidence_pages(root, verdicts, warnings.append)
+    stamp_index(aide_dir, verdicts, warnings.append)
     stamped = stamp_all(aide_dir, entries, verdicts, warnings.append)
     data.warnings = warnings + data.warnings
     html = render_index(
@@ -160,6 +161,55 @@ def build_site(root: Path, *, backfill: bool = True, now: datetime | None = None
     out.verdicts_stamped = stamped
     out.verdicts_reused = sum(1 for v in verdicts if v.reused)
     return out
+
+
+def verdict_fields(v: RunVerdict) -> dict[str, Any]:
+    """A run's verdict as ``index.json`` entries carry it (the columns of runs.csv)."""
+    return {
+        "mode": v.verdict.mode,
+        "cause": v.verdict.cause,
+        "evidence_file": v.verdict.evidence_file,
+        "evidence_line": v.verdict.evidence_line,
+        "evidence": v.verdict.evidence,
+        "href": v.evidence_href,
+    }
+
+
+def stamp_index(aide_dir: Path, verdicts: list[RunVerdict], warn: Callable[[str], None]) -> bool:
+    """Add each journal's run verdict to ``aide_journals/index.json``; True if rewritten.
+
+    The index is the parse stage's file, but people and scripts read it as "the
+    runs with journals": their verdict belongs there too. Only the merged, unsharded
+    index is stamped (shard files wait for ``merge``), and only when something changed,
+    so a night with nothing new leaves the file as it was.
+    """
+    path = aide_dir / "index.json"
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return False
+    except (OSError, orjson.JSONDecodeError) as exc:
+        warn(f"{path}: cannot add verdicts ({exc})")
+        return False
+    journals = doc.get("journals") if isinstance(doc, dict) else None
+    if not isinstance(journals, list):
+        return False
+    by_folder = {v.record.run_folder: verdict_fields(v) for v in verdicts}
+    changed = False
+    for entry in journals:
+        if not isinstance(entry, dict) or not isinstance(entry.get("journal"), str):
+            continue
+        fields = by_folder.get(run_folder_of(entry["journal"]))
+        if fields is not None and entry.get("verdict") != fields:
+            entry["verdict"] = fields
+            changed = True
+    if changed:
+        try:
+            atomic_write_json(path, doc)  # as the parse stage writes it
+        except OSError as exc:
+            warn(f"{path}: cannot add verdicts ({exc.strerror or exc})")
+            return False
+    return changed
 
 
 def _attach_verdicts(data: SiteData, verdicts: list[RunVerdict]) -> None:

@@ -249,3 +249,26 @@ def test_unchanged_runs_reuse_last_nights_verdict_and_changed_ones_are_decided_a
     fourth = build_site(root, now=NOW + timedelta(days=3))
     assert fourth.evidence_pages == 1
     assert "Timed out after 8hrs" in page.read_text()
+
+
+def test_index_json_entries_carry_their_runs_verdict(parsed: Path) -> None:
+    build_site(parsed, now=NOW)
+    index_file = parsed / "aide_journals" / "index.json"
+    rows = {r["run"]: r for r in runs_csv(parsed)}
+    entries = json.loads(index_file.read_text())["journals"]
+    checked = 0
+    for entry in entries:
+        run = entry["journal"].split("/logs/")[0].rsplit("/", 1)[1]
+        row, verdict = rows[run], entry["verdict"]
+        assert (verdict["mode"], verdict["cause"]) == (row["mode"], row["cause"])
+        assert str(verdict["evidence_line"] or "") == row["evidence_line"]
+        assert verdict["href"].startswith("runs/")
+        checked += 1
+    assert checked >= 3
+    # The parse stage keeps the field for journals it does not re-parse.
+    from job.parse.index import read_index
+
+    assert all(e.verdict for e in read_index(index_file))
+    before = index_file.stat().st_mtime_ns
+    build_site(parsed, now=NOW + timedelta(hours=2))
+    assert index_file.stat().st_mtime_ns == before  # nothing changed: not rewritten
