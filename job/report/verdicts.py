@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from job.core.atomic import atomic_write_bytes, atomic_write_text
+from job.core.safe_fs import ensure_real_dirs
 from job.core.textsafe import csv_row
 from job.model.run_evidence import RunRecord, group_runs
 from job.model.runs import RunGroupDir
@@ -333,6 +334,14 @@ def _numbered(log: Sequence[LogLine], line: int | None) -> str:
 def write_evidence_pages(root: Path, rows: Iterable[RunVerdict], warn: Any) -> int:
     """One page per run whose verdict was decided tonight (reused verdicts keep their page)."""
     written = 0
+
+    def replaced(link: Path) -> None:
+        warn(f"{link}: a symbolic link in the output was replaced by a folder")
+
+    try:  # first of all: the cache and csv written after the pages go in here too
+        ensure_real_dirs(root, EVIDENCE_DIR, replaced)
+    except OSError as exc:
+        warn(f"{root / EVIDENCE_DIR}: cannot make the evidence folder ({exc.strerror or exc})")
     for r in rows:
         folder = r.record.run_folder
         depth = "../" * (len(PurePosixPath(folder).parts) + 1)
@@ -340,6 +349,15 @@ def write_evidence_pages(root: Path, rows: Iterable[RunVerdict], warn: Any) -> i
         if r.reused:
             continue  # unchanged since the page was written
         try:
+            # Real folders from ROOT down: a link planted at runs/ or below is replaced
+            # (with a warning), never written through.
+            ensure_real_dirs(
+                root,
+                f"{EVIDENCE_DIR}/{folder}",
+                lambda link: warn(
+                    f"{link}: a symbolic link in the output was replaced by a folder"
+                ),
+            )
             atomic_write_text(path, evidence_page(r, depth_to_root=depth))
             written += 1
         except OSError as exc:

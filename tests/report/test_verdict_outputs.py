@@ -272,3 +272,17 @@ def test_index_json_entries_carry_their_runs_verdict(parsed: Path) -> None:
     before = index_file.stat().st_mtime_ns
     build_site(parsed, now=NOW + timedelta(hours=2))
     assert index_file.stat().st_mtime_ns == before  # nothing changed: not rewritten
+
+
+def test_a_link_planted_at_the_evidence_folder_is_replaced_not_followed(
+    root: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "runs").symlink_to(elsewhere)
+    summary = build_site(root, now=NOW)
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
+    assert (root / "runs").is_dir()
+    assert not (root / "runs").is_symlink()
+    assert list((root / "runs").rglob("evidence.html"))
+    assert any("symbolic link" in w for w in summary.warnings)
