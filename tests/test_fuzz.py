@@ -27,6 +27,7 @@ from job.model.exc_message import traceback_message
 from job.model.journal import build_journal
 from job.model.jsondecode import decode_json
 from job.model.taxonomy import classify, last_error
+from tests.demo.test_synthetic import NODE_KEYS as AIDE_NODE_KEYS
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
@@ -119,25 +120,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner),
     max_leaves=30,
 )
-NODE_KEYS = st.sampled_from(
-    [
-        "code",
-        "plan",
-        "step",
-        "id",
-        "ctime",
-        "parent",
-        "children",
-        "_term_out",
-        "exec_time",
-        "exc_type",
-        "exc_info",
-        "exc_stack",
-        "analysis",
-        "metric",
-        "is_buggy",
-    ]
-)
+NODE_KEYS = st.sampled_from(AIDE_NODE_KEYS)  # the keys AIDE 0.2.2 serialises
 NODES = st.lists(st.dictionaries(NODE_KEYS, JSON, max_size=15), max_size=6)
 DOCS = st.one_of(
     JSON,
