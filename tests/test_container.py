@@ -92,10 +92,15 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def run_entrypoint(
-    *args: str, env: dict[str, str], cwd: Path, user: list[str] | None = None, timeout: int = 180
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    user: list[str] | None = None,
+    timeout: int = 180,
+    script: Path = ENTRYPOINT,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*(user or []), str(ENTRYPOINT), *args],
+        [*(user or []), str(script), *args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -10,11 +10,13 @@ tests/test_container.py), with a stub instead of the job.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.test_container import (
+    ENTRYPOINT,
     IMAGE_UID,
     base_env,
     can_switch_user,
@@ -44,7 +46,12 @@ def setup(world_tmp: Path) -> dict[str, Path]:  # noqa: F811 (the fixture above)
     # lends it to reach a private interpreter, since that capability reads any file.
     stub.write_text('#!/bin/sh\nprintf "%s\\n" "$1"\n')
     stub.chmod(0o755)
-    return {"home": home, "out": out, "aws": aws, "stub": stub}
+    # The script itself from a world-readable folder: a checkout may sit under a
+    # private folder (a 0700 home, CI's mktemp -d) that uid 10001 cannot enter.
+    script = world_tmp / "entrypoint.sh"
+    shutil.copyfile(ENTRYPOINT, script)
+    script.chmod(0o755)
+    return {"home": home, "out": out, "aws": aws, "stub": stub, "script": script}
 
 
 def call(setup: dict[str, Path], *args: str, **env: str):
@@ -56,7 +63,7 @@ def call(setup: dict[str, Path], *args: str, **env: str):
     del full["AWS_CONFIG_FILE"], full["AWS_SHARED_CREDENTIALS_FILE"]
     full.update(env)
     user = ["setpriv", f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups"]
-    return run_entrypoint(*args, env=full, cwd=setup["out"], user=user)
+    return run_entrypoint(*args, env=full, cwd=setup["out"], user=user, script=setup["script"])
 
 
 def test_a_profile_in_an_unreadable_credentials_file_is_one_line_and_exit_2(setup):
