@@ -272,6 +272,7 @@ def extract_stream(stream: Readable, dest: Path, limits: Limits) -> ExtractStats
     stats = ExtractStats()
     seen = Seen()
     tree = _Tree(dest)
+    dest_bytes = len(os.fsencode(os.fspath(dest)))  # for the name checks, once per archive
     links: list[Path] = []
     try:
         while (member := headers.next()) is not None:
@@ -288,7 +289,7 @@ def extract_stream(stream: Readable, dest: Path, limits: Limits) -> ExtractStats
                 raise ItemError(f"unsafe archive: {verdict.problem}")
             rel = verdict.path
             assert rel is not None
-            check_member_path(dest, rel)
+            check_member_path(dest, rel, dest_bytes)
             if member.isreg():
                 stats.bytes += member.size
                 if stats.bytes > limits.max_bytes:

@@ -34,8 +34,18 @@ def check_archive_folder(output_dir: Path, folder: str, keep_compressed: bool) -
     _check_path(output_dir / f"{folder}{COMPRESSED_SUFFIX}", "key")
 
 
-def check_member_path(dest: Path, rel: str) -> None:
-    """Raise ItemError when member ``rel`` of an archive extracted into ``dest`` cannot exist."""
+def check_member_path(dest: Path, rel: str, dest_bytes: int | None = None) -> None:
+    """Raise ItemError when member ``rel`` of an archive extracted into ``dest`` cannot exist.
+
+    Runs once per member (archives hold up to hundreds of thousands), so the common
+    case is decided from byte counts alone: ``dest_bytes`` is ``dest``'s encoded
+    length, worked out once per archive by the caller.
+    """
+    raw = len(os.fsencode(rel))
+    if dest_bytes is None:
+        dest_bytes = len(os.fsencode(os.fspath(dest)))
+    if raw <= NAME_MAX and dest_bytes + 1 + raw < PATH_MAX:
+        return  # no component can be longer than the whole name, nor the path too long
     for part in rel.split("/"):
         size = len(os.fsencode(part))
         if size > NAME_MAX:
