@@ -55,14 +55,25 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A converter for a whole number in ``low..high``, saying what was wrong in one line."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
+        return value
+
+    return convert
+
+
+_positive_int = _whole_number(1)
+_count = _whole_number(0, 1024)
 
 
 T = TypeVar("T")
@@ -119,7 +130,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=_env_default("CONCURRENT", _positive_int, None),
         metavar="N",
-        help="archives in flight (default 8; CPUs + 1 of them decompressing) / journal "
+        help="archives in flight (default: 2 per download process, 8 at least) / journal "
         "worker processes (default: the CPUs this container may use); env CONCURRENT",
     )
     _metrics_flag(parser)
@@ -212,6 +223,14 @@ def _download_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
+    )
+    parser.add_argument(
+        "--download-processes",
+        type=_count,
+        default=_env_default("DOWNLOAD_PROCESSES", _count, None),
+        metavar="N",
+        help="worker processes that receive archives (default: the CPUs this container may "
+        "use, plus one; 0: threads of the job's own process); env DOWNLOAD_PROCESSES",
     )
     parser.add_argument(
         "--retries",
@@ -371,7 +390,8 @@ def _download_config(args: argparse.Namespace, output_dir: Path, shard: Shard) -
     return DownloadConfig(
         bucket_path=args.bucket_path,
         output_dir=output_dir,
-        concurrent=args.concurrent or 8,
+        concurrent=args.concurrent,
+        processes=args.download_processes,
         keep_compressed=args.keep_compressed,
         dry_run=args.dry_run,
         force=args.force,

@@ -111,3 +111,19 @@ def classify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
 
     monkeypatch.setattr(taxonomy, "classify", counting)
     return calls
+
+
+def put_busy_archives(s3, bucket: str, count: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """``count`` archives of incompressible data (~1.6 MB each): a run has them in flight.
+
+    Half of one such body is several members already written, so a test that acts
+    "mid-archive" really acts while the archive's folder is being filled.
+    """
+    import json
+    import random
+
+    rng = random.Random(seed)
+    for i in range(count):
+        members = {f"G{i}/run/file{j}.bin": rng.randbytes(400_000) for j in range(4)}
+        members[f"G{i}/metadata.json"] = json.dumps({"i": i}).encode()
+        s3.put_object(Bucket=bucket, Key=f"failed_runs/G{i}.tar.gz", Body=tar_gz(members))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from job.core.atomic import iter_temporaries
-from tests.conftest import tar_gz
+from tests.conftest import put_busy_archives
 from tests.download.test_download import tree
 from tests.support import ledger
 from tests.support.jobcli import download_argv
@@ -24,11 +23,7 @@ N_ARCHIVES = 16
 @pytest.fixture
 def busy_bucket(s3, bucket):
     """Archives big enough (incompressible MBs) that a run has archives in flight."""
-    rng = random.Random(7)
-    for i in range(N_ARCHIVES):
-        members = {f"G{i}/run/file{j}.bin": rng.randbytes(400_000) for j in range(4)}
-        members[f"G{i}/metadata.json"] = json.dumps({"i": i}).encode()
-        s3.put_object(Bucket=bucket, Key=f"failed_runs/G{i}.tar.gz", Body=tar_gz(members))
+    put_busy_archives(s3, bucket, N_ARCHIVES, seed=7)
     return bucket
 
 

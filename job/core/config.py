@@ -67,7 +67,8 @@ class RetrySettings:
 class DownloadConfig:
     bucket_path: str = DEFAULT_BUCKET_PATH
     output_dir: Path = Path("failed_runs")
-    concurrent: int = 8
+    #: Archives in flight at once; None: two per worker process, at least 8 (see job.download.stage).
+    concurrent: int | None = None
     keep_compressed: bool = False
     dry_run: bool = False
     force: bool = False
@@ -79,7 +80,10 @@ class DownloadConfig:
     progress: bool = False
     #: Slow the whole run down on throttling (see job.download.throttle); off only for comparisons.
     adaptive: bool = True
-    #: Archives decompressed and written at once; None: usable CPUs + 1 (see job.download.fetch).
+    #: Worker processes receiving archives; None: usable CPUs + 1 (one CPU: none);
+    #: 0: threads of this process do it (see job.download.workers).
+    processes: int | None = None
+    #: Without worker processes: archives decompressed at once; None: usable CPUs + 1.
     extract_slots: int | None = None
 
 

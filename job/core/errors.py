@@ -15,10 +15,12 @@ class UsageError(Exception):
 class ItemError(Exception):
     """One item (archive or journal) failed; ``reason`` is a one-line explanation."""
 
-    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+    def __init__(self, reason: str, *, retryable: bool = False, throttled: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        #: The server asked to slow down (said by a worker process for a SlowDown it got).
+        self.throttled = throttled
 
 
 class Cancelled(Exception):

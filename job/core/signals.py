@@ -52,6 +52,19 @@ def raise_if_stopped() -> None:
         raise Interrupted(_received[0] if _received else signal.SIGTERM)
 
 
+def listen_in_worker() -> None:
+    """In a forked worker process: its own stop flag, set by a SIGTERM from the parent.
+
+    The flag inherited through the fork is a copy of the parent's at that
+    instant, lock included; had another thread held that lock then, setting
+    the flag here would wait forever. A fresh one cannot be held.
+    """
+    global _stop
+    _stop = threading.Event()
+    _received.clear()
+    signal.signal(signal.SIGTERM, _handler)
+
+
 def _handler(signum: int, _frame: FrameType | None) -> None:
     request_stop(signum)
 

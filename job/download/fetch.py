@@ -1,47 +1,61 @@
-"""Fetch one archive: GET, verify, decompress and extract into a temporary folder, publish.
+"""Fetch one archive: retry attempts, each received into a temporary folder, then publish.
 
 One attempt is all-or-nothing. Its folder is a hidden temporary sibling of the
 target; only after the body was checked (its length, and gzip's CRC-32 over every
 decompressed byte) and every member was written does a rename make it visible. A
 failed attempt deletes its temporary folder; a retry starts from scratch with a
 new GET.
+
+The receiving itself (GET, gunzip, tar, writes) is done through a
+:class:`Transport`: in one of the download's worker processes
+(:mod:`job.download.workers`) or in this process (:class:`InProcess`). Everything
+that must be decided once for the whole run stays here, in the parent: the
+throttle, retries and their log events, which folder an attempt writes, and the
+rename that publishes it.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import posixpath
 import threading
 import time
-import zlib
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import botocore.exceptions as bce
-
-# ISA-L's C gzip reader (what isal's GzipFile wraps): it decompresses straight into
-# the caller's buffer with the GIL released. python-isal is pinned in the lock.
-from isal.isal_zlib import _GzipReader
+from typing import Any, Protocol
 
 from job.core.atomic import remove_tree, temp_sibling
-from job.core.config import DownloadConfig, usable_cpus
-from job.core.errors import Cancelled, ItemError
+from job.core.config import DownloadConfig
+from job.core.errors import Cancelled
 from job.core.safe_fs import ensure_real_dirs
 from job.core.signals import stop_requested
-from job.download.extract import Limits, TarSource, extract_stream
 from job.download.listing import Archive
 from job.download.names import check_archive_folder
+from job.download.receive import Received, Receiver
 from job.download.retrying import diagnose, retrying
 from job.download.throttle import AdaptiveThrottle
-from job.download.transfer import VerifyingReader, normalise_etag
 
-try:  # isal's own error type, when the isal backend raises it
-    from isal.isal_zlib import error as _isal_error
-except ImportError:  # pragma: no cover
-    _isal_error = zlib.error
+#: Receive ``key`` into the new folder ``tmp`` (and its body into ``tmp_tar``).
+Receive = Callable[[str, Path, "Path | None"], Received]
+
+
+class Transport(Protocol):
+    """Where attempts run: ``lane()`` waits for room to run one and yields the way to run it."""
+
+    def lane(self) -> AbstractContextManager[Receive]: ...
+
+
+class InProcess:
+    """Attempts run in the calling thread, with this process's client."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    @contextmanager
+    def lane(self) -> Iterator[Receive]:
+        yield self.receiver.receive
 
 
 @dataclass
@@ -78,85 +92,22 @@ class InFlight:
             remove_tree(path)
 
 
-#: gzip's messages for a trailer that disagrees with the data -> the field that did.
-_TRAILER_CHECKS = {"CRC check failed": "CRC-32", "Incorrect length": "length"}
-
-
-def _corrupt(exc: BaseException) -> ItemError | None:
-    """The archive's own fault, said in one line; None for anything that is not gzip's."""
-    if isinstance(exc, EOFError):
-        return ItemError("archive is truncated: the gzip stream ends early")
-    if isinstance(exc, gzip.BadGzipFile):
-        text = str(exc)
-        field = next((f for start, f in _TRAILER_CHECKS.items() if text.startswith(start)), None)
-        if field is not None:
-            return ItemError(
-                f"corrupt gzip data: the {field} in its trailer does not match the data "
-                "(damaged in the bucket or in transit; re-upload it if a re-run fails again)"
-            )
-        return ItemError(f"not a gzip file: {text}")
-    if isinstance(exc, OSError) and "gzip" in str(exc).lower():
-        return ItemError(f"not a gzip file: {exc}")
-    if isinstance(exc, zlib.error | _isal_error):
-        return ItemError(f"corrupt gzip data: {exc}")
-    return None
-
-
-def _trailing_garbage(exc: BaseException, decompressed: BinaryIO | None) -> ItemError | None:
-    """Bytes after a gzip stream that already gave data: said as such, not "not gzip".
-
-    The gzip reader takes what follows a stream for the next member's header, so
-    garbage after the trailer reads as "Not a gzipped file", which is wrong about
-    the archive. GNU tar extracts such a body with "trailing garbage ignored"; the
-    job does not (docs/RELIABILITY.md, "Where GNU tar only warns"): the CRC covers
-    the gzip stream only, so extra bytes mean the object is not what was written.
-    Zero padding after the stream is accepted, as gzip accepts it.
-    """
-    if decompressed is None or decompressed.tell() == 0:
-        return None  # nothing came out yet: the body is not gzip at all
-    if isinstance(exc, gzip.BadGzipFile) and str(exc).startswith("Not a gzipped file"):
-        return ItemError(
-            "archive has data after its gzip stream (trailing garbage, which GNU tar "
-            "ignores with a warning): it is not the object that was uploaded"
-        )
-    return None
-
-
-_GZIP_READ = 512 * 1024  # compressed bytes asked of the network per read
-_SLOT_POLL_SECONDS = 0.2  # how often a response waiting for a slot checks for a stop
-
-
-def open_decompressed(raw: BinaryIO) -> BinaryIO:
-    """gzip decompression with ISA-L (several times zlib's speed; see docs/PERFORMANCE.md).
-
-    The result is read with ``readinto``; multi-member gzip files, trailing
-    zero padding and the CRC/length trailer are handled as :mod:`gzip` does.
-    """
-    return _GzipReader(raw, _GZIP_READ)  # type: ignore[no-any-return]
-
-
 class Fetcher:
-    """Shared state for fetching many archives with one client."""
+    """Shared state for fetching many archives through one transport."""
 
     def __init__(
         self,
-        client: Any,
-        bucket: str,
         cfg: DownloadConfig,
         throttle: AdaptiveThrottle,
         log: Any,
         in_flight: InFlight,
+        transport: Transport,
     ) -> None:
-        self.client = client
-        self.bucket = bucket
         self.cfg = cfg
         self.throttle = throttle
         self.log = log
         self.in_flight = in_flight
-        self.limits = Limits(max_bytes=cfg.max_bytes, max_members=cfg.max_members)
-        # One per CPU, plus one: a slot's holder that waits for the network would
-        # otherwise leave a CPU idle on a slow link (40 MiB/s: 2 slots +2%, 3 slots -1%).
-        self.slots = threading.BoundedSemaphore(cfg.extract_slots or usable_cpus() + 1)
+        self.transport = transport
 
     def fetch(self, archive: Archive) -> FetchResult:
         """Download and publish ``archive``; raises ItemError/ClientError/... when it fails."""
@@ -194,55 +145,30 @@ class Fetcher:
         ensure_real_dirs(self.cfg.output_dir, posixpath.dirname(archive.folder), self._link)
         tmp = temp_sibling(target)
         tmp_tar = temp_sibling(target.with_name(target.name + ".tar.gz"))
-        if not self.throttle.acquire(cancelled=stop_requested):
-            raise Cancelled()
-        throttled = False
-        self.in_flight.add(tmp)
-        if self.cfg.keep_compressed:
+        keep = tmp_tar if self.cfg.keep_compressed else None
+        with self.transport.lane() as receive:
+            # The lane first, then the permit: a request counts against the
+            # throttle only while it is really being sent, not while it queues.
+            if not self.throttle.acquire(cancelled=stop_requested):
+                raise Cancelled()
+            throttled = False
+            self.in_flight.add(tmp)
             self.in_flight.add(tmp_tar)
-        try:
-            tmp.mkdir()
-            with ExitStack() as stack:
-                tee = stack.enter_context(open(tmp_tar, "wb")) if self.cfg.keep_compressed else None
-                try:
-                    response = self.client.get_object(Bucket=self.bucket, Key=archive.key)
-                except bce.ClientError as exc:
-                    throttled = diagnose(exc).throttled
-                    raise
-                body = response["Body"]
-                stack.callback(body.close)
-                etag = normalise_etag(response.get("ETag"))
-                reader = VerifyingReader(
-                    body, content_length=response.get("ContentLength"), tee=tee
+            try:
+                got = receive(archive.key, tmp, keep)
+                self._publish(tmp, target, keep)
+                return FetchResult(
+                    archive, got.etag, got.bytes_received, got.bytes_extracted, got.members, 0, 0.0
                 )
-                self._take_slot()
-                stack.callback(self.slots.release)
-                decompressed: BinaryIO | None = None
-                try:
-                    decompressed = open_decompressed(reader)
-                    source = TarSource(decompressed)
-                    stats = extract_stream(source, tmp, self.limits)
-                    source.drain()  # reach the gzip trailer so its CRC is checked
-                    reader.finish()
-                except Cancelled:
-                    raise
-                except Exception as exc:
-                    if reader.transport_error is not None:
-                        raise reader.transport_error from None
-                    if isinstance(exc, ItemError):
-                        raise
-                    corrupt = _trailing_garbage(exc, decompressed) or _corrupt(exc)
-                    if corrupt is not None:
-                        raise corrupt from None
-                    raise
-            self._publish(tmp, target, tmp_tar if self.cfg.keep_compressed else None)
-            return FetchResult(archive, etag, reader.received, stats.bytes, stats.members, 0, 0.0)
-        finally:
-            self.throttle.release(throttled=throttled)
-            remove_tree(tmp)
-            tmp_tar.unlink(missing_ok=True)
-            self.in_flight.discard(tmp)
-            self.in_flight.discard(tmp_tar)
+            except BaseException as exc:
+                throttled = diagnose(exc).throttled
+                raise
+            finally:
+                self.throttle.release(throttled=throttled)
+                remove_tree(tmp)
+                tmp_tar.unlink(missing_ok=True)
+                self.in_flight.discard(tmp)
+                self.in_flight.discard(tmp_tar)
 
     def _link(self, path: Path) -> None:
         self.log.warning(
@@ -250,21 +176,6 @@ class Fetcher:
             path=str(path),
             action="replaced by a real folder; the link was not followed",
         )
-
-    def _take_slot(self) -> None:
-        """Wait for one of the extraction slots: decompressing and writing is CPU work.
-
-        ``--concurrent`` requests are in flight so that their first bytes are
-        already here when a slot frees (latency hidden), but only about as many
-        archives as there are CPUs are decompressed and written at once. More
-        threads doing that CPU work only take the GIL from each other: with 8 at
-        once on 2 cores the download made 28,000 futex calls, against 11,600
-        with 2 (docs/PERFORMANCE.md). A waiting response stays unread; its first
-        bytes wait in the socket's buffer.
-        """
-        while not self.slots.acquire(timeout=_SLOT_POLL_SECONDS):
-            if stop_requested():
-                raise Cancelled()
 
     @staticmethod
     def _publish(tmp: Path, target: Path, tmp_tar: Path | None) -> None:

@@ -84,7 +84,7 @@ def diagnose(exc: BaseException) -> Diagnosis:
         retryable = throttled or code in RETRYABLE_CODES or status >= 500
         return Diagnosis(retryable, throttled, f"{code} (HTTP {status})" if status else code)
     if isinstance(exc, ItemError):
-        return Diagnosis(exc.retryable, False, exc.reason)
+        return Diagnosis(exc.retryable, exc.throttled, exc.reason)
     if isinstance(exc, _TRANSPORT):
         name = type(exc).__name__
         detail = str(exc).splitlines()[0][:200] if str(exc) else ""

@@ -1,4 +1,4 @@
-"""Build the one boto3 S3 client a run shares across its worker threads.
+"""Build the run's boto3 S3 clients: one per process, shared by that process's threads.
 
 botocore's retries are disabled (``total_max_attempts=1``) because
 :mod:`job.download.retrying` owns retrying; two layers would multiply attempts and hide
@@ -104,22 +104,45 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session(botocore_session=core)
 
 
-def make_client(settings: S3Settings, *, pool_size: int) -> Any:
-    """The shared S3 client; any AWS configuration problem becomes a one-line UsageError.
+class ClientMaker:
+    """One session, from which the run's clients are made: the parent's and each worker's.
 
-    botocore reads the profile, config files and credential sources lazily, from
-    the session's constructor to the first credential lookup, so the whole
-    construction is guarded, not one call.
+    Every client must be the process's own (a connection pool shared across a
+    fork would interleave two processes' requests on one socket), but a new
+    session per worker would load and parse S3's model again: about 50 ms and
+    20 MB per worker. A worker forked after the parent made its client finds
+    the model already in this session's cache and makes its own in about
+    10 ms and 6 MB (docs/PERFORMANCE.md). The credentials resolved by the
+    parent come along the same way, so a credential process or an SSO token
+    is asked once per run, not once per worker.
     """
-    try:
-        return _make_client(settings, pool_size=pool_size)
-    except bce.BotoCoreError as exc:
-        explained = explain_config_error(exc)
-        raise (explained or UsageError(f"invalid S3 configuration: {exc}")) from None
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        self.session: boto3.session.Session | None = None
+
+    def client(self, *, pool_size: int) -> Any:
+        """A new client; any AWS configuration problem becomes a one-line UsageError.
+
+        botocore reads the profile, config files and credential sources lazily, from
+        the session's constructor to the first credential lookup, so the whole
+        construction is guarded, not one call.
+        """
+        try:
+            if self.session is None:
+                self.session = _session()
+            return _make_client(self.session, self.settings, pool_size=pool_size)
+        except bce.BotoCoreError as exc:
+            explained = explain_config_error(exc)
+            raise (explained or UsageError(f"invalid S3 configuration: {exc}")) from None
 
 
-def _make_client(settings: S3Settings, *, pool_size: int) -> Any:
-    session = _session()
+def make_client(settings: S3Settings, *, pool_size: int) -> Any:
+    """A client of its own session, for callers that need just one."""
+    return ClientMaker(settings).client(pool_size=pool_size)
+
+
+def _make_client(session: boto3.session.Session, settings: S3Settings, *, pool_size: int) -> Any:
     config = botocore.config.Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=max(10, pool_size + 2),
@@ -134,7 +157,7 @@ def _make_client(settings: S3Settings, *, pool_size: int) -> Any:
     try:
         client = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
     except bce.BotoCoreError:
-        raise  # explained by make_client (some are ValueErrors too, e.g. a bad region)
+        raise  # explained by ClientMaker.client (some are ValueErrors too, e.g. a bad region)
     except ValueError as exc:  # e.g. a malformed --endpoint-url
         raise UsageError(f"invalid S3 configuration: {exc}") from None
     if not settings.no_sign_request:

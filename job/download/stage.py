@@ -7,7 +7,6 @@ archive, all-or-nothing) and :mod:`job.download.throttle` (how hard to push S3).
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Callable
@@ -18,22 +17,28 @@ from pathlib import Path
 from typing import Any
 
 from job.core.atomic import is_temporary, remove_tree, temp_prefix
-from job.core.config import DownloadConfig, shard_of
+from job.core.config import DownloadConfig, shard_of, usable_cpus
 from job.core.errors import Cancelled, UsageError
 from job.core.logs import get_logger
 from job.core.progress import Progress
 from job.core.safe_fs import is_real_dir
 from job.core.signals import raise_if_stopped, stop_requested
 from job.core.summary import Outcome, StageSummary
-from job.download.fetch import Fetcher, FetchResult, InFlight
+from job.download.extract import Limits
+from job.download.fetch import Fetcher, FetchResult, InFlight, InProcess, Transport
 from job.download.listing import Archive, list_archives, nearest_prefixes, parse_bucket_path
+from job.download.reasons import failure_reason
+from job.download.receive import Receiver
 from job.download.retrying import diagnose
-from job.download.s3client import make_client
+from job.download.s3client import ClientMaker
 from job.download.throttle import AdaptiveThrottle
+from job.download.workers import WorkerPool, WorkerSpec
 from job.model.manifest import Manifest, Record, load, manifest_path, now_iso
 
 #: How long in-flight archives get to notice a stop before the stage gives up on them.
 STOP_GRACE_SECONDS = 5.0
+#: Archives in flight at least, by default: enough to hide the network's latency.
+DEFAULT_IN_FLIGHT = 8
 
 
 class Status(StrEnum):
@@ -120,24 +125,6 @@ def _remove_stale(output_dir: Path, archives: list[Archive], manifest_file: Path
     return removed
 
 
-def _failure_reason(exc: BaseException) -> str:
-    """One line for the archive's log event and manifest record, whatever ``exc`` is."""
-    return " ".join(_explain(exc).split())[:500]
-
-
-def _explain(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "no space left on the output drive: free space or point --output-dir elsewhere"
-    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
-        return "file too large for the output drive (file-size limit reached)"
-    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS):
-        return f"cannot write to the output drive: {exc.strerror} ({exc.filename})"
-    if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:
-        # The drive refused a name of this archive's (a file where a folder goes...).
-        return f"cannot write to the output drive: {exc.strerror} ({exc.filename})"
-    return diagnose(exc).cause
-
-
 def _check_output_dir(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -162,8 +149,10 @@ def run_download(
     where = parse_bucket_path(cfg.bucket_path)
     if not cfg.dry_run:
         _check_output_dir(cfg.output_dir)
-    client = make_client(cfg.s3, pool_size=cfg.concurrent)
-    throttle = AdaptiveThrottle(cfg.concurrent, adaptive=cfg.adaptive)
+    maker = ClientMaker(cfg.s3)
+    most = archives_in_flight(cfg, usable_cpus() + 1 if cfg.processes is None else cfg.processes)
+    client = maker.client(pool_size=most)
+    throttle = AdaptiveThrottle(most, adaptive=cfg.adaptive)
 
     def on_list_retry(attempt: int, exc: BaseException, wait_s: float) -> None:
         log.warning(
@@ -242,12 +231,35 @@ def run_download(
         if p.status is Status.UP_TO_DATE:
             summary.record(Outcome.SKIPPED)
     todo = [p.archive for p in planned if p.status is not Status.UP_TO_DATE]
+    processes = worker_processes(cfg, len(todo))
+    lanes = archives_in_flight(cfg, processes)
+    limits = Limits(max_bytes=cfg.max_bytes, max_members=cfg.max_members)
+    here = InProcess(
+        Receiver(client, where.bucket, limits, slots=cfg.extract_slots or usable_cpus() + 1)
+    )
+    transport: Transport = here
+    pool: WorkerPool | None = None
+    if processes:
+        pool = WorkerPool(
+            WorkerSpec(maker, where.bucket, limits),
+            spread(min(lanes, len(todo)), processes),
+            fallback=here,
+            log=log,
+        )
+        pool.start()  # before any thread of ours: see job.download.workers
+        transport = pool
+    log.info("download.workers", processes=processes, in_flight=lanes)
     progress = Progress(total=len(todo), enabled=cfg.progress)
-    in_flight = InFlight()
-    fetcher = Fetcher(client, where.bucket, cfg, throttle, log, in_flight)
+    registry = InFlight()
+    fetcher = Fetcher(cfg, throttle, log, registry, transport)
+    finished = False
     try:
-        _fetch_all(fetcher, todo, manifest, summary, log, progress, in_flight, on_published)
+        _fetch_all(fetcher, lanes, todo, manifest, summary, log, progress, registry, on_published)
+        finished = True
     finally:
+        if pool is not None:
+            pool.close(kill=not finished)
+        registry.remove_all()
         progress.close()
         manifest.save(force=True)
     summary.emit(log)
@@ -272,8 +284,35 @@ def _own_records(records: dict[str, Record], cfg: DownloadConfig) -> dict[str, R
     return {k: r for k, r in records.items() if shard_of(k, cfg.shard.count) == cfg.shard.index}
 
 
+def worker_processes(cfg: DownloadConfig, todo: int) -> int:
+    """How many worker processes to fork for ``todo`` archives (0: none, threads only).
+
+    One per usable CPU plus one, so a CPU whose worker waits for the network
+    has another to run. None on one CPU (processes add nothing there) or for a
+    single archive (forking costs more than it gives).
+    """
+    if todo < 2:
+        return 0
+    if cfg.processes is not None:
+        return min(cfg.processes, todo)
+    cpus = usable_cpus()
+    return min(cpus + 1, todo) if cpus > 1 else 0
+
+
+def archives_in_flight(cfg: DownloadConfig, processes: int) -> int:
+    """Archives in flight at once: ``--concurrent``, else two per worker process (8 at least)."""
+    return cfg.concurrent or max(DEFAULT_IN_FLIGHT, 2 * processes)
+
+
+def spread(lanes: int, processes: int) -> list[int]:
+    """``lanes`` shared out over ``processes`` as evenly as can be (each gets one at least)."""
+    lanes = max(lanes, processes)
+    return [lanes // processes + (i < lanes % processes) for i in range(processes)]
+
+
 def _fetch_all(
     fetcher: Fetcher,
+    concurrent: int,
     todo: list[Archive],
     manifest: Manifest,
     summary: StageSummary,
@@ -282,13 +321,13 @@ def _fetch_all(
     in_flight: InFlight,
     on_published: Callable[[Path], None] | None,
 ) -> None:
-    pool = ThreadPoolExecutor(max_workers=fetcher.cfg.concurrent, thread_name_prefix="fetch")
+    pool = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="fetch")
     pending: dict[Future[FetchResult], Archive] = {}
     queue = list(reversed(todo))
     stop_deadline: float | None = None
     try:
         while queue or pending:
-            while queue and len(pending) < fetcher.cfg.concurrent * 2 and not stop_requested():
+            while queue and len(pending) < concurrent * 2 and not stop_requested():
                 archive = queue.pop()
                 pending[pool.submit(fetcher.fetch, archive)] = archive
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -307,7 +346,6 @@ def _fetch_all(
     finally:
         for future in pending:
             future.cancel()
-        in_flight.remove_all()
         pool.shutdown(wait=not stop_requested(), cancel_futures=True)
 
 
@@ -324,7 +362,7 @@ def _tell(on_published: Callable[[Path], None], folder: Path, archive: Archive, 
             "download.published_callback_failed",
             key=archive.key,
             folder=archive.folder,
-            error=_failure_reason(exc),
+            error=failure_reason(exc),
         )
 
 
@@ -368,7 +406,7 @@ def _record(
         )
         progress.advance(result.bytes_received)
         return True
-    reason = _failure_reason(exc)
+    reason = failure_reason(exc)
     attempts = getattr(exc, "attempts", None)
     seconds = getattr(exc, "seconds", None)
     manifest.put(

@@ -8,18 +8,16 @@ values, because with ``concurrent > 1`` it runs in a ``ProcessPoolExecutor``
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import os
 import posixpath
-import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from job.core.child import become_worker
 from job.core.config import DEFAULT_MAX_JOURNAL_BYTES
 from job.core.errors import Cancelled, ItemError
 from job.core.safe_fs import ensure_real_dirs
@@ -27,8 +25,6 @@ from job.model.journal import Journal, read_journal
 from job.model.layout import Layout
 from job.model.taxonomy import step_details
 from job.parse.index import Fingerprint, IndexEntry, entry_for, failure_entry
-
-_PR_SET_PDEATHSIG = 1
 
 #: Set by :func:`init_worker` in worker processes: the parent's "stop now" flag.
 _stop_event: Any = None
@@ -185,21 +181,10 @@ def init_worker(stop_event: Any, parent_pid: int, nice: int = 0) -> None:
     """
     global _stop_event
     _stop_event = stop_event
-    gc.freeze()  # what the parent had is never garbage here: keep collections from walking it
+    become_worker(parent_pid)
     if nice > 0:
         with contextlib.suppress(OSError):  # best effort: only a scheduling preference
             os.nice(nice)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG fails one report instead
-    if sys.platform == "linux":
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        except (OSError, AttributeError):
-            pass  # best effort
-    if os.getppid() != parent_pid:
-        os._exit(1)  # the parent died before the line above took effect
 
 
 def run_in_worker(task: ParseTask) -> ParseResult:

@@ -398,12 +398,13 @@ def test_cli_defaults_match_the_old_scripts():
     args = build_parser().parse_args(["download"])
     assert args.bucket_path == "s3://biomlbench/v1/artifacts/failed_runs/"
     assert args.output_dir == Path("failed_runs")
-    assert args.concurrent is None  # resolved to 8 in the config
+    assert args.concurrent is None  # decided by the stage from the worker processes
     from job.cli import _download_config
     from job.core.config import Shard
 
-    assert _download_config(args, args.output_dir, Shard()).concurrent == 8
-    assert replace(DownloadConfig(), concurrent=8) == DownloadConfig()
+    assert _download_config(args, args.output_dir, Shard()) == replace(
+        DownloadConfig(), output_dir=Path("failed_runs")
+    )
 
 
 class _SlotProbe:
@@ -450,20 +451,17 @@ class _SlotProbe:
 def test_requests_stay_in_flight_but_only_the_extract_slots_decompress_at_once(
     s3, bucket, tmp_path, monkeypatch
 ):
-    import job.download.fetch
+    import job.download.receive as receive
 
     for i in range(6):
         put(s3, bucket, f"failed_runs/G{i}.tar.gz", tar_gz(run_group_members(f"G{i}", runs=1)))
     probe = _SlotProbe(archives=6)
-    monkeypatch.setattr(
-        job.download.fetch, "VerifyingReader", probe.reader(job.download.fetch.VerifyingReader)
-    )
-    monkeypatch.setattr(
-        job.download.fetch, "extract_stream", probe.extract(job.download.fetch.extract_stream)
-    )
+    monkeypatch.setattr(receive, "VerifyingReader", probe.reader(receive.VerifyingReader))
+    monkeypatch.setattr(receive, "extract_stream", probe.extract(receive.extract_stream))
     out = tmp_path / "out"
 
-    summary = run_download(config(bucket, out, concurrent=6, extract_slots=2))
+    # Slots are how threads of one process share its CPUs (processes=0: no workers).
+    summary = run_download(config(bucket, out, concurrent=6, extract_slots=2, processes=0))
 
     assert (summary.succeeded, summary.failed) == (6, 0)
     assert probe.max_active == 2  # never a third archive decompressing at once...
@@ -475,7 +473,7 @@ def test_requests_stay_in_flight_but_only_the_extract_slots_decompress_at_once(
 def test_a_stop_reaches_a_response_waiting_for_a_slot(
     s3, bucket, tmp_path, monkeypatch, no_stop_left_over
 ):
-    import job.download.fetch
+    import job.download.receive as receive
     from job.core.signals import Interrupted, request_stop
 
     put(s3, bucket, "failed_runs/A.tar.gz", tar_gz(run_group_members("A", runs=1)))
@@ -483,7 +481,7 @@ def test_a_stop_reaches_a_response_waiting_for_a_slot(
     cond = threading.Condition()
     waiting: list[int] = []
     gave_up: list[int] = []
-    real_take = job.download.fetch.Fetcher._take_slot
+    real_take = receive.Receiver._take_slot
 
     def take(self):  # type: ignore[no-untyped-def]
         with cond:
@@ -491,7 +489,7 @@ def test_a_stop_reaches_a_response_waiting_for_a_slot(
             cond.notify_all()
         try:
             return real_take(self)
-        except job.download.fetch.Cancelled:
+        except receive.Cancelled:
             with cond:
                 gave_up.append(1)
                 cond.notify_all()
@@ -504,14 +502,14 @@ def test_a_stop_reaches_a_response_waiting_for_a_slot(
             cond.wait_for(lambda: len(waiting) == 2, timeout=30)
             request_stop()
             cond.wait_for(lambda: gave_up, timeout=30)
-        raise job.download.fetch.Cancelled()
+        raise receive.Cancelled()
 
-    monkeypatch.setattr(job.download.fetch.Fetcher, "_take_slot", take)
-    monkeypatch.setattr(job.download.fetch, "extract_stream", extract)
+    monkeypatch.setattr(receive.Receiver, "_take_slot", take)
+    monkeypatch.setattr(receive, "extract_stream", extract)
     out = tmp_path / "out"
 
     with pytest.raises(Interrupted):
-        run_download(config(bucket, out, concurrent=2, extract_slots=1))
+        run_download(config(bucket, out, concurrent=2, extract_slots=1, processes=0))
 
     assert gave_up == [1]  # it left its wait while the slot was still taken
     assert not [p for p in out.glob("*") if p.name != "manifest.json"]  # nothing half-made

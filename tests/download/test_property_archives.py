@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from job.core.atomic import remove_tree, temp_sibling
 from job.core.errors import ItemError
 from job.download.extract import Limits, extract_stream
-from job.download.fetch import open_decompressed
+from job.download.receive import open_decompressed
 from tests.support import ledger
 
 SEGMENTS = st.sampled_from(["a", "b", "..", ".", "", "run", "logs", "x.txt", "/", "c:"])

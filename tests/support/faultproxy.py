@@ -57,6 +57,7 @@ from xml.sax.saxutils import escape
 
 __all__ = [
     "FAULT_KINDS",
+    "PAUSE",
     "RATE_LIMITED",
     "FaultPolicy",
     "FaultProxy",
@@ -66,6 +67,10 @@ __all__ = [
 
 #: Every fault the proxy knows how to inject.
 FAULT_KINDS: Final[tuple[str, ...]] = ("slowdown", "internal", "stall", "truncate", "reset")
+#: Not a fault but a hold: the first ``truncate_fraction`` of the body is sent, then the
+#: response waits for :meth:`FaultProxy.resume` (tests that must act while a client is
+#: mid-body). Never chosen at random: name it in ``kinds`` to use it.
+PAUSE: Final = "pause"
 #: The ``fault`` recorded in an event when the rate limiter turned the request away.
 RATE_LIMITED: Final = "ratelimited"
 
@@ -155,7 +160,7 @@ class FaultPolicy:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"rate must be within [0, 1], got {self.rate}")
         kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
-        if not kinds or set(kinds) - set(FAULT_KINDS):
+        if not kinds or set(kinds) - {*FAULT_KINDS, PAUSE}:
             raise ValueError(f"kinds must be a non-empty subset of {FAULT_KINDS}, got {kinds}")
         if self.first_attempts < 1:
             raise ValueError("first_attempts must be >= 1")
@@ -308,6 +313,9 @@ class FaultProxy:
 
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._resume = threading.Event()
+        self._paused = threading.Condition()
+        self.paused: list[dict[str, Any]] = []
         self._attempts: dict[tuple[str, str], int] = {}
         self._by_method: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
@@ -354,6 +362,7 @@ class FaultProxy:
         if server is None:
             return
         self._closing.set()  # wakes stalls; _track() refuses new sockets from now on
+        self._resume.set()
         server.shutdown()
         if self._serve_thread is not None:
             self._serve_thread.join(join_timeout)
@@ -382,6 +391,21 @@ class FaultProxy:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def wait_paused(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` responses are held mid-body (``pause``); their events.
+
+        Each event then has ``client_port``: the client's end of the connection, which
+        tells which process holds the response.
+        """
+        with self._paused:
+            if not self._paused.wait_for(lambda: len(self.paused) >= count, timeout):
+                raise TimeoutError(f"{len(self.paused)} of {count} responses paused")
+            return list(self.paused)
+
+    def resume(self) -> None:
+        """Let every held response (and any later one) send the rest of its body."""
+        self._resume.set()
 
     # -- observability ---------------------------------------------------------------
 
@@ -561,7 +585,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._copy_request_body(None)
                 self._reset()
             else:
-                self._forward(target, event, truncate=fault == "truncate")
+                self._forward(target, event, fault=fault)
         except _BadRequest as exc:
             event["error"] = f"bad request: {exc}"
             self.close_connection = True
@@ -622,7 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- pass-through ----------------------------------------------------------------
 
-    def _forward(self, target: str, event: dict[str, Any], *, truncate: bool) -> None:
+    def _forward(self, target: str, event: dict[str, Any], *, fault: str | None) -> None:
         upstream = http.client.HTTPConnection(
             self.proxy.upstream_host, self.proxy.upstream_port, timeout=self.proxy.upstream_timeout
         )
@@ -645,14 +669,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self._send_quietly(event, 502, "Bad Gateway", "BadGateway", "upstream failed")
                 return
-            self._relay(response, event, truncate=truncate)
+            self._relay(response, event, truncate=fault == "truncate", pause=fault == PAUSE)
         finally:
             if upstream.sock is not None:
                 self.proxy._untrack(upstream.sock)
             upstream.close()
 
     def _relay(
-        self, response: http.client.HTTPResponse, event: dict[str, Any], *, truncate: bool
+        self,
+        response: http.client.HTTPResponse,
+        event: dict[str, Any],
+        *,
+        truncate: bool,
+        pause: bool = False,
     ) -> None:
         """Stream the upstream response to the client, or a truncated version of it."""
         event["status"] = response.status
@@ -685,6 +714,14 @@ class _Handler(BaseHTTPRequestHandler):
         if no_body:
             return
 
+        if length is not None and pause:
+            first = int(length * self.proxy.truncate_fraction)
+            self._pump(response, event, first, rechunk=False)
+            self.wfile.flush()
+            self._hold(event)
+            self._pump(response, event, length - first, rechunk=False)
+            event["body_bytes"] = length
+            return
         if length is not None:
             limit = length
             if truncate:
@@ -723,6 +760,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(view[:n])
             sent += n
             event["body_bytes"] = sent
+
+    def _hold(self, event: dict[str, Any]) -> None:
+        event["client_port"] = self.client_address[1]
+        with self.proxy._paused:
+            self.proxy.paused.append(event)
+            self.proxy._paused.notify_all()
+        self.proxy._resume.wait()
 
     # -- request side ----------------------------------------------------------------
 
