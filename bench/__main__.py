@@ -27,7 +27,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import CONTENDERS, DOWNLOADERS, environment, runnable
+from bench.contenders import (
+    CONTENDERS,
+    DEFAULT_DOWNLOADERS,
+    DOWNLOADERS,
+    environment,
+    runnable,
+)
 from bench.dataset import Dataset, Params, prepare
 from bench.measure import run_measured
 from bench.report import (
@@ -81,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--contenders",
         default=None,
-        help=f"comma list from {','.join(DOWNLOADERS)} (default: all of them; pipe_igzip "
+        help=f"comma list from {','.join(DOWNLOADERS)} (default: {','.join(DEFAULT_DOWNLOADERS)}; pipe_igzip "
         "only where igzip is installed)",
     )
     p.add_argument(
@@ -231,7 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.archives, args.steps, args.size_mb, args.runs_per_group = 3, 8, 0.25, 1
         args.repeats, args.agents, args.timeout = 1, "aide,biomni", 120.0
     asked = args.contenders
-    contenders = [c.strip() for c in (asked or ",".join(DOWNLOADERS)).split(",") if c.strip()]
+    contenders = [
+        c.strip() for c in (asked or ",".join(DEFAULT_DOWNLOADERS)).split(",") if c.strip()
+    ]
     unknown = [c for c in contenders if c not in DOWNLOADERS]
     if unknown:
         _say(f"unknown contender(s) {unknown}; choose from {DOWNLOADERS}")

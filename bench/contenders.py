@@ -105,15 +105,24 @@ def _pipe_igzip(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
     return ["bash", "-c", _PIPELINE, "pipe_igzip", url, d.bucket_path, str(out), gunzip, _cpus()]
 
 
-def _fetching(command: str) -> Callable[[Dataset, str, Path, Path | None], list[str]]:
+def _fetching(command: str, *extra: str) -> Callable[[Dataset, str, Path, Path | None], list[str]]:
     """``analyze-failures download`` or ``run`` against the served bucket (the same flags)."""
 
     def argv(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
         return _job(
             command,
             *("--bucket-path", d.bucket_path, "--endpoint-url", url),
-            *("--output-dir", str(out), "--no-progress"),
+            *("--output-dir", str(out), "--no-progress", *extra),
         )
+
+    return argv
+
+
+def _design(name: str) -> Callable[[Dataset, str, Path, Path | None], list[str]]:
+    """One of ``bench/designs.py``'s prototypes of another download design."""
+
+    def argv(d: Dataset, url: str, out: Path, _: Path | None) -> list[str]:
+        return [sys.executable, "-m", "bench.designs", name, url, d.bucket_path, str(out), _cpus()]
 
     return argv
 
@@ -161,6 +170,27 @@ CONTENDERS: dict[str, Contender] = {
         ),
         Contender("download", _fetching("download"), _extracted, True, "analyze-failures download"),
         Contender(
+            "download_threads",
+            _fetching("download", "--download-processes", "0"),
+            _extracted,
+            True,
+            "analyze-failures download --download-processes 0 (threads of one process)",
+        ),
+        Contender(
+            "alt_extract_pool",
+            _design("extract_pool"),
+            _extracted,
+            False,
+            "prototype: GETs in threads, bodies piped to an extraction process pool",
+        ),
+        Contender(
+            "alt_per_archive",
+            _design("per_archive"),
+            _extracted,
+            False,
+            "prototype: one forked process per archive (CPUs + 1 at a time)",
+        ),
+        Contender(
             "run", _fetching("run"), _extracted, True, "analyze-failures run (download + parse)"
         ),
         Contender(
@@ -181,7 +211,10 @@ CONTENDERS: dict[str, Contender] = {
     )
 }
 
-DOWNLOADERS = ("old", "pipeline", "pipe_igzip", "download", "run")
+#: What a plain ``python -m bench`` runs.
+DEFAULT_DOWNLOADERS = ("old", "pipeline", "pipe_igzip", "download", "run")
+#: Every contender ``--contenders`` accepts: the defaults and the other designs (issue #18).
+DOWNLOADERS = (*DEFAULT_DOWNLOADERS, "download_threads", "alt_extract_pool", "alt_per_archive")
 
 
 def runnable(names: list[str], *, explicit: bool, path: str) -> tuple[list[str], list[str]]:

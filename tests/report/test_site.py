@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from job.core.atomic import iter_temporaries
 from job.model.extras import MAX_MESSAGE, index_extras, journal_page_path
@@ -735,3 +738,25 @@ def test_pages_and_reports_show_bidi_overrides_as_escapes() -> None:
     )
     assert rlo not in report
     assert "evil\\u202etxt.exe" in report
+
+
+_TRICKY = 'ab\\"<\t\n\x00\x1b\x7f\x85\u200b\u200e\u202e\u2066\ufeffé’—'
+
+
+@given(st.lists(st.text(alphabet=_TRICKY, max_size=30), max_size=5))
+def test_script_data_never_holds_an_invisible_character(texts: list[str]) -> None:
+    """Whatever the text, the page's JSON decodes to visible characters only (tab and newline aside).
+
+    Also pins the shortcut that skips the scan: it may only skip bodies the scan
+    would find nothing in.
+    """
+    from job.core.textsafe import show_invisible
+    from job.report.html import _INVISIBLE_UTF8, _may_hide, json_script_bytes
+
+    html_bytes = json_script_bytes("d", texts)
+    body = html_bytes[html_bytes.index(b">") + 1 : html_bytes.rindex(b"</script>")]
+    decoded = json.loads(body)
+    assert len(decoded) == len(texts)
+    assert all(show_invisible(text) == text for text in decoded)  # nothing left to show
+    raw = orjson.dumps(texts)
+    assert _may_hide(raw) or _INVISIBLE_UTF8.search(raw) is None
