@@ -146,3 +146,19 @@ def test_bench_cpus_pins_every_contender(tmp_path: Path) -> None:
     assert set(busy) == {"pipeline", "download"}
     # Pinned to one CPU, no contender can keep more than one core busy.
     assert all(value <= 1.05 for value in busy.values()), busy
+
+
+def test_the_other_download_designs_run_and_leave_the_whole_tree(tmp_path: Path) -> None:
+    """The opt-in contenders (issue #18's alternatives) pass the bench's own output check.
+
+    The bench fails a contender that exits non-zero or leaves fewer than the
+    archives' extracted bytes, so ``ok`` here means each prototype really
+    received every archive.
+    """
+    names = ("download_threads", "alt_extract_pool", "alt_per_archive")
+    _, report = run_bench(
+        tmp_path, "--smoke", "--contenders", ",".join(names), "--no-floor", "--no-parse"
+    )
+    assert set(report["contenders"]) == set(names)
+    for name in names:
+        assert report["contenders"][name]["ok"], report["contenders"][name]["errors"]
