@@ -18,7 +18,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 #: overrides and isolates (a filename can read backwards), zero-width characters,
 #: the BOM, and C1 controls. Agent output carries them; every report, page and CSV
 #: shows them as visible escapes instead.
-INVISIBLE_CLASS = "\x80-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+INVISIBLE_RANGES = (
+    (0x80, 0x9F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x2069),
+    (0xFEFF, 0xFEFF),
+)
+#: :data:`INVISIBLE_RANGES` as the inside of a regular-expression character class.
+INVISIBLE_CLASS = "".join(f"{chr(first)}-{chr(last)}" for first, last in INVISIBLE_RANGES)
 _INVISIBLE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f{INVISIBLE_CLASS}]")
 #: First characters with which a spreadsheet cell becomes a formula (OWASP's list).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -740,7 +740,7 @@ def test_pages_and_reports_show_bidi_overrides_as_escapes() -> None:
     assert "evil\\u202etxt.exe" in report
 
 
-_TRICKY = 'ab\\"<\t\n\x00\x1b\x7f\x85\u200b\u200e\u202e\u2066\ufeffé’—'
+_TRICKY = 'ab\\"<\t\n\x00\x1b\x7f\x80\x85\x9f\u200b\u200e\u202e\u2060\u2066\u2069\ufeffé’—'
 
 
 @given(st.lists(st.text(alphabet=_TRICKY, max_size=30), max_size=5))
