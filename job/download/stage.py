@@ -246,9 +246,17 @@ def run_download(
             fallback=here,
             log=log,
         )
-        pool.start()  # before any thread of ours: see job.download.workers
-        transport = pool
-    log.info("download.workers", processes=processes, in_flight=lanes)
+        refused = pool.start()  # before any thread of ours: see job.download.workers
+        if refused is not None:
+            log.warning(
+                "download.workers_refused",
+                asked=processes,
+                started=len(pool.workers),
+                problem=refused,
+            )
+        if pool.workers:
+            transport = pool
+    log.info("download.workers", processes=len(pool.workers) if pool else 0, in_flight=lanes)
     progress = Progress(total=len(todo), enabled=cfg.progress)
     registry = InFlight()
     fetcher = Fetcher(cfg, throttle, log, registry, transport)

@@ -113,12 +113,18 @@ class WorkerPool:
         self._lock = threading.Lock()
 
     # -- the parent's side ------------------------------------------------------------
-    def start(self) -> None:
-        """Fork the workers; call it before this process starts any thread of its own."""
+    def start(self) -> str | None:
+        """Fork the workers; call it before this process starts any thread of its own.
+
+        Returns why fewer workers than asked for were forked (the system refused
+        a fork: a pids limit, memory), or None. The run goes on with those that
+        were, or in this process when none was.
+        """
         context = multiprocessing.get_context("fork")
         pipes = [[multiprocessing.Pipe() for _ in range(n)] for n in self.lanes_per_worker]
         every_end = [end for worker_pipes in pipes for pair in worker_pipes for end in pair]
         parent = os.getpid()
+        refused: str | None = None
         for index, worker_pipes in enumerate(pipes):
             own = [child for _, child in worker_pipes]
             process = context.Process(
@@ -127,14 +133,21 @@ class WorkerPool:
                 name=f"download-worker-{index}",
                 daemon=True,
             )
-            process.start()
+            try:
+                process.start()
+            except OSError as exc:
+                refused = f"cannot start a worker process: {exc.strerror or exc}"
+                break
             worker = _Worker(process)
             self.workers.append(worker)
             for parent_end, _ in worker_pipes:
                 self._free.put(_Lane(worker, parent_end))
-        for worker_pipes in pipes:
-            for _, child_end in worker_pipes:
+        for index, worker_pipes in enumerate(pipes):
+            for parent_end, child_end in worker_pipes:
                 child_end.close()
+                if index >= len(self.workers):
+                    parent_end.close()
+        return refused
 
     @property
     def alive(self) -> int:
@@ -262,19 +275,29 @@ def _serve(
     listen_in_worker()  # a SIGTERM from the parent means "abandon what you hold"
     for conn in inherited:  # the other workers' pipes: not ours to keep open
         conn.close()
-    receiver = Receiver(spec.maker.client(pool_size=len(lanes)), spec.bucket, spec.limits, slots=1)
+    receive: Receive
+    try:
+        client = spec.maker.client(pool_size=len(lanes))
+    except Exception as exc:  # said for each archive sent here, instead of a traceback
+        receive = partial(_refuse, exc)
+    else:
+        receive = Receiver(client, spec.bucket, spec.limits, slots=1).receive
     threads = [
-        threading.Thread(target=_serve_lane, args=(receiver, conn), daemon=True)
+        threading.Thread(target=_serve_lane, args=(receive, conn), daemon=True)
         for conn in lanes[1:]
     ]
     for thread in threads:
         thread.start()
-    _serve_lane(receiver, lanes[0])
+    _serve_lane(receive, lanes[0])
     for thread in threads:
         thread.join()
 
 
-def _serve_lane(receiver: Receiver, conn: multiprocessing.connection.Connection) -> None:
+def _refuse(exc: Exception, *_: object) -> Received:
+    raise exc
+
+
+def _serve_lane(receive: Receive, conn: multiprocessing.connection.Connection) -> None:
     while True:
         try:
             job = conn.recv()
@@ -285,7 +308,7 @@ def _serve_lane(receiver: Receiver, conn: multiprocessing.connection.Connection)
         key, tmp, tmp_tar = job
         reply: tuple[Any, ...]
         try:
-            got = receiver.receive(key, Path(tmp), None if tmp_tar is None else Path(tmp_tar))
+            got = receive(key, Path(tmp), None if tmp_tar is None else Path(tmp_tar))
             reply = ("ok", got)
         except Cancelled:
             reply = ("cancelled",)

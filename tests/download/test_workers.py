@@ -9,7 +9,9 @@ end) and acts on that process.
 
 from __future__ import annotations
 
+import errno
 import json
+import multiprocessing
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -19,10 +21,11 @@ from typing import Any
 
 import psutil
 import pytest
+from structlog.testing import capture_logs
 
 from job.core.atomic import iter_temporaries
 from job.core.config import DownloadConfig
-from job.download.stage import archives_in_flight, spread, worker_processes
+from job.download.stage import archives_in_flight, run_download, spread, worker_processes
 from tests.conftest import put_busy_archives
 from tests.download.test_download import tree
 from tests.support.faultproxy import PAUSE, FaultPolicy, FaultProxy
@@ -196,3 +199,53 @@ def test_archives_in_flight_and_their_lanes():
     assert spread(8, 3) == [3, 3, 2]
     assert spread(34, 17) == [2] * 17
     assert spread(2, 3) == [1, 1, 1]  # every worker has a lane
+
+
+class _Refusing:
+    """A fork context whose ``Process.start`` fails like fork(2) under a pids limit.
+
+    There is no way to make the kernel refuse a fork to this process alone
+    (threads count against the same limits, root ignores RLIMIT_NPROC), so the
+    refusal is injected at the one call that forks.
+    """
+
+    def __init__(self, allowed: int) -> None:
+        self.context = multiprocessing.get_context("fork")
+        self.allowed = allowed
+
+    def Process(self, *args: Any, **kwargs: Any) -> Any:
+        process = self.context.Process(*args, **kwargs)
+        if self.allowed <= 0:
+
+            def refuse() -> None:
+                raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+            process.start = refuse
+        self.allowed -= 1
+        return process
+
+
+@pytest.mark.parametrize("allowed", [0, 1])
+def test_a_refused_fork_is_one_warning_and_the_night_completes(
+    busy_bucket, tmp_path, monkeypatch, allowed
+):
+    import job.download.workers as workers
+
+    refusing = _Refusing(allowed)
+    monkeypatch.setattr(workers.multiprocessing, "get_context", lambda _method: refusing)
+    out = tmp_path / "out"
+    with capture_logs() as logs:
+        summary = run_download(
+            DownloadConfig(
+                bucket_path=f"s3://{busy_bucket}/failed_runs/",
+                output_dir=out,
+                processes=2,
+            )
+        )
+    assert (summary.succeeded, summary.failed) == (N_ARCHIVES, 0)
+    (refused,) = [e for e in logs if e["event"] == "download.workers_refused"]
+    assert refused["started"] == allowed
+    assert refused["problem"] == "cannot start a worker process: Resource temporarily unavailable"
+    (started,) = [e for e in logs if e["event"] == "download.workers"]
+    assert started["processes"] == allowed
+    assert list(iter_temporaries(out)) == []
