@@ -179,6 +179,9 @@ def _case(tmp: Path, name: str) -> tuple[list[str], dict[str, str | None], str]:
         "log-level": ([], {"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud'"),
         "concurrent-zero": ([], {"CONCURRENT": "0"}, "CONCURRENT='0'"),
         "concurrent-word": ([], {"CONCURRENT": "many"}, "CONCURRENT='many'"),
+        "processes-negative": ([], {"DOWNLOAD_PROCESSES": "-1"}, "DOWNLOAD_PROCESSES='-1'"),
+        "processes-word": ([], {"DOWNLOAD_PROCESSES": "all"}, "DOWNLOAD_PROCESSES='all'"),
+        "flag-processes": (["--download-processes", "5000"], {}, "must be at most 1024"),
         "shard-count": ([], {"SHARD_COUNT": "two"}, "SHARD_COUNT"),
         "shard-index": ([], {"SHARD_COUNT": "2", "SHARD_INDEX": "x"}, "SHARD_INDEX"),
         # flags
@@ -276,7 +279,7 @@ def _folder(path: Path) -> Path:
 
 CASES = [
     "retries-not-a-number", "retries-zero", "log-format", "log-level", "concurrent-zero",
-    "concurrent-word", "shard-count", "shard-index", "flag-retries", "flag-log-format",
+    "concurrent-word", "processes-negative", "processes-word", "flag-processes", "shard-count", "shard-index", "flag-retries", "flag-log-format",
     "flag-bucket-path", "missing-profile", "malformed-config", "credentials-not-utf8",
     "credentials-unreadable", "partial-credentials", "role-loop", "credential-process-fails",
     "sso-expired", "sso-session-expired", "no-credentials", "rejected-credentials",
