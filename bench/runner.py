@@ -60,6 +60,10 @@ class Series:
         return max(m.rss_sum_mb for m in self.good) if self.good else None
 
     @property
+    def pss_sum_mb(self) -> float | None:
+        return max(m.pss_sum_mb for m in self.good) if self.good else None
+
+    @property
     def errors(self) -> list[str]:
         return [m.error for m in self.runs if not m.ok]
 
@@ -74,6 +78,7 @@ class Series:
             "cpu_median_s": self.cpu_median,
             "rss_max_single_mb": self.rss_max_mb,
             "rss_sum_mb": self.rss_sum_mb,
+            "pss_sum_mb": self.pss_sum_mb,
             "errors": self.errors,
             "runs": [m.to_json() for m in self.runs],
         }

@@ -89,7 +89,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     per_size = {"download/pipe_igzip", "run/download"} | (
         {"parse/old_parse"} if size == 16 else set()
     )
-    assert set(targets) == per_size | {"peak_rss_mb", "peak_rss_sum_mb"}
+    assert set(targets) == per_size | {"peak_rss_mb", "peak_rss_sum_mb", "peak_pss_sum_mb"}
     limit = 1.0 if size == 16 else 0.9
     dl = targets["download/pipe_igzip"]
     assert (dl["limit"], dl["measured"]) == (limit, report["ratios"]["download/pipe_igzip"])
@@ -107,6 +107,11 @@ def test_bench_smoke(tmp_path: Path) -> None:
     summed = targets["peak_rss_sum_mb"]
     assert summed["measured"] == max(side["rss_sum_mb"] for side in job_sides)
     assert summed["met"] is (summed["measured"] < 1024)
+    proportional = targets["peak_pss_sum_mb"]
+    assert proportional["measured"] == max(side["pss_sum_mb"] for side in job_sides)
+    # Shared pages count once: never more than the RSS sum, and the job's processes
+    # really hold memory of their own.
+    assert 0 < proportional["measured"] <= summed["measured"]
     verdict = "met" if run["met"] else "not met"
     assert re.search(
         rf"run <= {run['limit']:.1f}x download +{run['measured']:.2f}x  {verdict}$",
