@@ -39,7 +39,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
@@ -61,7 +61,9 @@ _CLOSE_SECONDS = 5.0
 
 def worker_died(exitcode: int | None) -> str:
     """The reason an archive's attempt failed when its worker vanished under it."""
-    if exitcode is not None and exitcode < 0:
+    if exitcode is None:
+        how = "its pipe closed"
+    elif exitcode < 0:
         how = f"killed by {signal.Signals(-exitcode).name}"
     else:
         how = f"exited with status {exitcode}"
@@ -91,7 +93,6 @@ class _Worker:
 class _Lane:
     worker: _Worker
     conn: multiprocessing.connection.Connection
-    busy: bool = field(default=False)
 
 
 class WorkerPool:
