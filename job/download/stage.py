@@ -297,14 +297,18 @@ def worker_processes(cfg: DownloadConfig, todo: int) -> int:
 
     One per usable CPU plus one, so a CPU whose worker waits for the network
     has another to run. None on one CPU (processes add nothing there) or for a
-    single archive (forking costs more than it gives).
+    single archive (forking costs more than it gives); never more than
+    ``--concurrent`` (a worker without a lane would only cost memory).
     """
     if todo < 2:
         return 0
     if cfg.processes is not None:
-        return min(cfg.processes, todo)
-    cpus = usable_cpus()
-    return min(cpus + 1, todo) if cpus > 1 else 0
+        wanted = cfg.processes
+    else:
+        cpus = usable_cpus()
+        wanted = cpus + 1 if cpus > 1 else 0
+    # Never more workers than archives, nor than archives in flight (each needs a lane).
+    return min(wanted, todo, cfg.concurrent or todo)
 
 
 def archives_in_flight(cfg: DownloadConfig, processes: int) -> int:

@@ -192,6 +192,14 @@ def test_worker_count_follows_the_usable_cpus(monkeypatch, processes, cpus, todo
     assert worker_processes(DownloadConfig(processes=processes), todo) == expected
 
 
+def test_no_more_workers_than_archives_in_flight(monkeypatch):
+    import job.download.stage as stage
+
+    monkeypatch.setattr(stage, "usable_cpus", lambda: 16)
+    assert worker_processes(DownloadConfig(concurrent=4), 160) == 4
+    assert worker_processes(DownloadConfig(concurrent=1), 160) == 1
+
+
 def test_archives_in_flight_and_their_lanes():
     assert archives_in_flight(DownloadConfig(), 3) == 8
     assert archives_in_flight(DownloadConfig(), 17) == 34
