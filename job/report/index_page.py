@@ -128,12 +128,7 @@ def render_index(
         _agent_picker(views),
         by_agent(views, lambda d: verdict_sections(verdicts_of(d), summary)),
         by_agent(views, _cards),
-        '<h2 id="inside">Inside AIDE\'s search: errors its steps raised</h2>'
-        '<p class="small muted">What went wrong along the way, not why runs failed: AIDE '
-        "debugs its own failing steps, so a run can raise dozens of step errors and still "
-        "find a solution. The verdicts above decide why runs failed.</p>",
-        by_agent(views, lambda d: _answer(step_counted[id(d)], len(steps[id(d)]))),
-        by_agent(views, lambda d: _causes_section(d, step_counted[id(d)], steps[id(d)])),
+        by_agent(views, lambda d: _inside(d, step_counted[id(d)], steps[id(d)])),
         by_agent(views, _final_errors_section),
         by_agent(views, _types_section),
         by_agent(views, lambda d: _agents_section(d, causes_of(d))),
@@ -211,6 +206,28 @@ def _span(data: SiteData) -> str:
     return f" · run groups from {first:%Y-%m-%d} to {last:%Y-%m-%d}"
 
 
+def _inside(data: SiteData, step_causes: list[Count], steps: Sequence[FailureRow]) -> str:
+    """AIDE's step errors, for a view with journals; one line saying why not, without."""
+    head = '<h2 id="inside">Inside AIDE\'s search: errors its steps raised</h2>'
+    if not steps and not _has_journals(data):
+        return (
+            head + '<p class="small muted">None of these runs kept an AIDE journal, so there '
+            "is no search to look inside: the verdicts above and the last errors below say "
+            "why they failed.</p>"
+        )
+    return (
+        head + '<p class="small muted">What went wrong along the way, not why runs failed: AIDE '
+        "debugs its own failing steps, so a run can raise dozens of step errors and still "
+        "find a solution. The verdicts above decide why runs failed.</p>"
+        + _answer(step_causes, len(steps))
+        + _causes_section(data, step_causes, steps)
+    )
+
+
+def _has_journals(data: SiteData) -> bool:
+    return bool(data.totals.journals or data.totals.unreadable_journals)
+
+
 def _answer(all_causes: list[Count], failures: int) -> str:
     if not all_causes:
         return '<p class="small">No step errors recorded.</p>'
@@ -241,31 +258,42 @@ def _word(count: int, word: str, many: str | None = None) -> str:
 
 def _cards(data: SiteData) -> str:
     t = data.totals
+    has_journals = _has_journals(data) or any(f.source == "journal" for f in data.failures)
+    # (index, value, label): the index names the card for the page's script and
+    # tests whichever cards are shown; the AIDE ones only where there are journals.
     cards = [
-        (fmt_int(t.run_groups), _word(t.run_groups, "run group")),
+        (0, fmt_int(t.run_groups), _word(t.run_groups, "run group")),
         (
+            1,
             fmt_int(t.runs),
             f"{_word(t.runs, 'run')} ({fmt_int(t.runs_without_journal)} without a journal)",
         ),
-        (
-            fmt_int(t.journals),
-            _word(t.journals, "AIDE journal")
-            + (f" (+{t.unreadable_journals} unreadable)" if t.unreadable_journals else ""),
-        ),
-        (fmt_int(t.steps), f"{_word(t.steps, 'step')} in the journals"),
-        (fmt_pct(t.buggy_steps, t.steps), f"of steps buggy ({fmt_int(t.buggy_steps)})"),
-        (
-            f"{fmt_int(t.runs_with_valid_solution)} of {fmt_int(t.journal_runs)}",
-            f"AIDE {_word(t.journal_runs, 'run')} found ≥ 1 valid solution",
-        ),
-        (
-            fmt_int(t.failures),
-            f"{_word(t.failures, 'failure')} (steps that raised + final errors of other runs)",
-        ),
     ]
+    if has_journals:
+        cards += [
+            (
+                2,
+                fmt_int(t.journals),
+                _word(t.journals, "AIDE journal")
+                + (f" (+{t.unreadable_journals} unreadable)" if t.unreadable_journals else ""),
+            ),
+            (3, fmt_int(t.steps), f"{_word(t.steps, 'step')} in the journals"),
+            (4, fmt_pct(t.buggy_steps, t.steps), f"of steps buggy ({fmt_int(t.buggy_steps)})"),
+            (
+                5,
+                f"{fmt_int(t.runs_with_valid_solution)} of {fmt_int(t.journal_runs)}",
+                f"AIDE {_word(t.journal_runs, 'run')} found ≥ 1 valid solution",
+            ),
+        ]
+    failures_label = (
+        "(steps that raised + final errors of other runs)"
+        if has_journals
+        else "(last errors in their logs)"
+    )
+    cards.append((6, fmt_int(t.failures), f"{_word(t.failures, 'failure')} {failures_label}"))
     items = "".join(
         f'<div class="card" data-total="{i}"><b>{esc(v)}</b><span>{esc(label)}</span></div>'
-        for i, (v, label) in enumerate(cards)
+        for i, v, label in cards
     )
     return f'<div class="cards grid {card_columns(len(cards))}" id="totals">{items}</div>'
 

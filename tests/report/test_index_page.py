@@ -4,6 +4,7 @@ grid, and the sections that follow the agent picker."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -135,3 +136,21 @@ def test_each_agent_gets_its_own_copy_of_every_section() -> None:
     assert len(ids) == len(set(ids))
     assert '<option value="stella">stella (1 run)</option>' in html
     assert '<option value="aide">aide (2 runs)</option>' in html
+
+
+def test_an_agent_without_journals_gets_no_aide_cards_or_step_sections() -> None:
+    """Picking STELLA must not show "0 AIDE journals", "0 steps", "–% buggy" and empty charts."""
+    stella_failure = replace(_failure(3, "stella"), source="log", type="RuntimeError")
+    runs = [_run(1, "aide", 1), _run(3, "stella", 1)]
+    html = _render(_data(runs, [_failure(1, "aide"), stella_failure]))
+    sections = re.split(r'<div class="by-agent" data-agent="', html)[1:]
+    stella = "".join(s for s in sections if s.startswith('stella"'))
+    aide = "".join(s for s in sections if s.startswith('aide"'))
+    assert stella  # the page has a copy of its sections for stella
+    assert "AIDE journal" not in re.sub(r"<[^>]+>", " ", stella.split("Inside AIDE")[0])
+    assert 'data-total="3"' not in stella  # no steps card...
+    assert 'data-total="6"' in stella  # ...but its failures card, at the same index
+    assert "None of these runs kept an AIDE journal" in stella
+    assert "AIDE step errors by cause" not in stella
+    assert 'data-total="3"' in aide
+    assert "AIDE step errors by cause" in aide
