@@ -21,6 +21,41 @@ from pathlib import Path
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
+#: A folder being filled: nobody else may enter it, so nobody can plant a link or
+#: swap a folder inside it between the job's checks and its writes.
+PRIVATE_DIR_MODE = 0o700
+
+
+def _umask() -> int:
+    """The process's umask, without changing it (Linux shows it in /proc/self/status).
+
+    ``os.umask`` can only be read by setting it, which would give any file
+    another thread creates meanwhile the wrong mode; that is the fallback only.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_dir(path: Path) -> None:
+    """Give the private folder ``path`` the mode ``mkdir`` would have given it under the umask.
+
+    Through a descriptor opened without following links: were ``path`` swapped
+    for a link meanwhile, this fails instead of changing the link's target.
+    """
+    fd = os.open(path, _O_DIR)
+    try:
+        os.fchmod(fd, 0o777 & ~_umask())
+    finally:
+        os.close(fd)
+
 
 def _open_child(fd: int, name: str, where: Path, on_link: Callable[[Path], None]) -> int:
     """Descriptor of the real folder ``name`` in ``fd``, creating it or replacing a link."""

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from job.core.atomic import remove_tree, temp_sibling
 from job.core.config import DownloadConfig
 from job.core.errors import Cancelled
-from job.core.safe_fs import ensure_real_dirs
+from job.core.safe_fs import ensure_real_dirs, share_dir
 from job.core.signals import stop_requested
 from job.download.listing import Archive
 from job.download.names import check_archive_folder
@@ -179,7 +179,12 @@ class Fetcher:
 
     @staticmethod
     def _publish(tmp: Path, target: Path, tmp_tar: Path | None) -> None:
-        """Swap the finished folder into place; the old one (if any) goes away after."""
+        """Swap the finished folder into place; the old one (if any) goes away after.
+
+        The folder was private while it was filled (no one else could plant a
+        link inside it); it becomes readable as ``mkdir`` would have made it.
+        """
+        share_dir(tmp)
         old = None
         if target.is_symlink() or target.exists():
             old = temp_sibling(target)

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from isal.isal_zlib import _GzipReader
 
 from job.core.errors import Cancelled, ItemError
+from job.core.safe_fs import PRIVATE_DIR_MODE
 from job.core.signals import stop_requested
 from job.download.extract import Limits, TarSource, extract_stream
 from job.download.transfer import VerifyingReader, normalise_etag
@@ -117,9 +118,9 @@ class Receiver:
         for the transport's, Cancelled on a stop. Files are closed before it
         returns or raises; ``tmp`` and ``tmp_tar`` are left for the caller.
         """
-        tmp.mkdir()
+        tmp.mkdir(PRIVATE_DIR_MODE)  # shared when published (fetch.Fetcher._publish)
         with ExitStack() as stack:
-            tee = stack.enter_context(open(tmp_tar, "wb")) if tmp_tar is not None else None
+            tee = stack.enter_context(open(tmp_tar, "xb")) if tmp_tar is not None else None
             response = self.client.get_object(Bucket=self.bucket, Key=key)
             body = response["Body"]
             stack.callback(body.close)

@@ -12,9 +12,14 @@ from __future__ import annotations
 import errno
 import json
 import multiprocessing
+import os
+import shutil
 import signal
+import stat
 import subprocess
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,16 @@ def pausing(pattern: str) -> FaultPolicy:
     return FaultPolicy(seed=1, rate=1.0, kinds=(PAUSE,), key_filter=pattern)
 
 
+def held_proxy(s3_server: Any, policy: FaultPolicy) -> FaultProxy:
+    """The fault proxy, holding paused responses after 90% of their body.
+
+    The job reads a megabyte of decompressed tar before it writes anything, so
+    a response held at half of these 1.6 MB archives would leave the folder
+    empty; at 90% the first members are on the drive while the rest waits.
+    """
+    return FaultProxy(s3_server.endpoint_url, policy, truncate_fraction=0.9)
+
+
 def start(bucket: str, out: Path, proxy: FaultProxy, *extra: str) -> subprocess.Popen[str]:
     argv = download_argv(bucket, out, "--endpoint-url", proxy.endpoint_url, *extra)
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -68,6 +83,16 @@ def holder(job: subprocess.Popen[str], client_port: int) -> psutil.Process:
     raise AssertionError(f"no worker of {job.pid} holds the connection from port {client_port}")
 
 
+def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Whether ``condition`` becomes true within ``timeout`` (for what no event announces)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
@@ -84,14 +109,15 @@ def test_a_worker_killed_mid_archive_fails_that_attempt_and_the_night_completes(
     s3_server, busy_bucket, tmp_path
 ):
     out = tmp_path / "out"
-    with FaultProxy(s3_server.endpoint_url, pausing(r"G3\.tar\.gz$")) as proxy:
+    with held_proxy(s3_server, pausing(r"G3\.tar\.gz$")) as proxy:
         # One lane per worker, so the victim holds G3 and nothing else.
         with held(proxy, busy_bucket, out, "--download-processes", "2", "--concurrent", "2") as job:
             (paused,) = proxy.wait_paused(1)
             victim = holder(job, paused["client_port"])
             assert victim.pid != job.pid
             # Mid-archive for real: its hidden folder already holds members.
-            assert any(p.name.startswith(".G3") for p in out.iterdir())
+            (filling,) = [p for p in out.iterdir() if p.name.startswith(".G3")]
+            assert eventually(lambda: (filling / "G3" / "run" / "file0.bin").is_file())
             victim.kill()
         stdout, err = job.communicate(timeout=120)
         expected = reference(busy_bucket, tmp_path, proxy)
@@ -113,7 +139,7 @@ def test_when_every_worker_is_gone_the_rest_is_received_in_the_job_itself(
     s3_server, busy_bucket, tmp_path
 ):
     out = tmp_path / "out"
-    with FaultProxy(s3_server.endpoint_url, pausing(r"G[01]\.tar\.gz$")) as proxy:
+    with held_proxy(s3_server, pausing(r"G[01]\.tar\.gz$")) as proxy:
         with held(proxy, busy_bucket, out, "--download-processes", "2", "--concurrent", "2") as job:
             paused = proxy.wait_paused(2)
             victims = {holder(job, e["client_port"]).pid for e in paused}
@@ -135,7 +161,7 @@ def test_sigterm_with_every_worker_busy_exits_143_and_publishes_nothing_partial(
 ):
     out = tmp_path / "out"
     with (
-        FaultProxy(s3_server.endpoint_url, pausing(r"G[0-9]\.tar\.gz$")) as proxy,
+        held_proxy(s3_server, pausing(r"G[0-9]\.tar\.gz$")) as proxy,
         held(proxy, busy_bucket, out, "--download-processes", "2", "--concurrent", "4") as job,
     ):
         paused = proxy.wait_paused(4)  # two lanes in each of the two workers, all held
@@ -156,7 +182,7 @@ def test_workers_die_with_the_parent_and_a_rerun_equals_a_clean_run(
     s3_server, busy_bucket, tmp_path
 ):
     out = tmp_path / "out"
-    with FaultProxy(s3_server.endpoint_url, pausing(r"G[0-9]\.tar\.gz$")) as proxy:
+    with held_proxy(s3_server, pausing(r"G[0-9]\.tar\.gz$")) as proxy:
         with held(proxy, busy_bucket, out, "--download-processes", "2", "--concurrent", "2") as job:
             proxy.wait_paused(2)
             workers = psutil.Process(job.pid).children()
@@ -257,3 +283,54 @@ def test_a_refused_fork_is_one_warning_and_the_night_completes(
     (started,) = [e for e in logs if e["event"] == "download.workers"]
     assert started["processes"] == allowed
     assert list(iter_temporaries(out)) == []
+
+
+OTHER_UID = 10001  # anyone else who can write to the shared drive
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to act as another user",
+)
+def test_the_folder_being_filled_is_private_until_published(s3_server, busy_bucket, tmp_path):
+    """A shared drive with a permissive umask: nobody else can plant a link mid-archive.
+
+    The job runs under umask 000 on a world-writable output folder, so a folder
+    made with mkdir's default mode is open to all; the one being filled must not
+    be, or another user could put a link in it (or swap one of its folders for
+    one) between the job's checks and its writes. Once published, the folder has
+    the mode the umask gives.
+    """
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # tmp_path's parents are private to root
+    try:
+        base.chmod(0o755)
+        out = base / "out"
+        out.mkdir(mode=0o777)
+        out.chmod(0o777)
+        with held_proxy(s3_server, pausing(r"G3\.tar\.gz$")) as proxy:
+            argv = download_argv(busy_bucket, out, "--endpoint-url", proxy.endpoint_url)
+            job = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=0
+            )
+            try:
+                proxy.wait_paused(1)
+                (filling,) = [p for p in out.iterdir() if p.name.startswith(".G3")]
+                # The held half is on its way to the worker: wait for its first members.
+                assert eventually(lambda: (filling / "G3" / "run" / "file0.bin").is_file())
+                planted = subprocess.run(
+                    ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups",
+                     "ln", "-s", "/etc", str(filling / "planted")],
+                    capture_output=True, text=True,
+                )  # fmt: skip
+                mode = stat.S_IMODE(filling.stat().st_mode)
+            finally:
+                proxy.resume()
+            _, err = job.communicate(timeout=120)
+        assert job.returncode == 0, err
+        assert planted.returncode != 0
+        assert "Permission denied" in planted.stderr
+        assert mode == 0o700
+        assert stat.S_IMODE((out / "G3").stat().st_mode) == 0o777  # umask 000, as mkdir gives
+        assert not list(out.rglob("planted"))
+    finally:
+        shutil.rmtree(base)
