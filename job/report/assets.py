@@ -25,7 +25,8 @@ a{color:var(--link)}p{margin:6px 0}
 .cards.grid{display:grid;grid-template-columns:repeat(4,minmax(0,1fr))}.cards.grid .card{min-width:0}
 .cards.cols-1{grid-template-columns:minmax(0,1fr)}.cards.cols-2{grid-template-columns:repeat(2,minmax(0,1fr))}
 .cards.cols-3{grid-template-columns:repeat(3,minmax(0,1fr))}.cards.cols-5{grid-template-columns:repeat(5,minmax(0,1fr))}
-@media (max-width:620px){.cards.cols-3,.cards.cols-4,.cards.cols-5{grid-template-columns:repeat(2,minmax(0,1fr))}}
+@media (max-width:620px){.cards.cols-3,.cards.cols-4,.cards.cols-5{grid-template-columns:repeat(2,minmax(0,1fr))}
+.cards>.card:last-child:nth-child(odd){grid-column:1/-1}}
 .card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:140px;background:var(--soft)}
 .card b{display:block;font-size:22px;line-height:1.2}
 .card span{color:var(--muted);font-size:12px}

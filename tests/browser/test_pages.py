@@ -378,6 +378,34 @@ def test_index_fits_the_screen_and_cut_names_have_tooltips(
     watched.assert_clean()
 
 
+CARD_ROW_FILL = """() => {
+  const grid = document.querySelector("#totals").getBoundingClientRect();
+  const rows = new Map();
+  for (const c of document.querySelectorAll("#totals .card")) {
+    const r = c.getBoundingClientRect();
+    const row = rows.get(r.top) || {left: Infinity, right: -Infinity};
+    rows.set(r.top, {left: Math.min(row.left, r.left), right: Math.max(row.right, r.right)});
+  }
+  return [...rows.values()].map(r => (r.right - r.left) / grid.width);
+}"""
+
+
+def test_on_a_phone_every_row_of_cards_is_full(
+    site: Path, watched: Watched, artifacts: Path
+) -> None:
+    """Below 620 px the cards go two to a row; an odd last card spans the row, none sits half-empty."""
+    watched.page.set_viewport_size({"width": 480, "height": 900})
+    watched.open((site / "index.html").as_uri())
+    expect(watched.page.locator("#totals .card").first).to_be_visible()
+    watched.page.locator("#totals").screenshot(path=str(artifacts / "cards-480.png"))
+    rows = watched.page.evaluate(CARD_ROWS)
+    assert len(rows) >= 2
+    assert max(rows) == 2  # two to a row
+    fill = watched.page.evaluate(CARD_ROW_FILL)
+    assert min(fill) > 0.98, f"a row of cards is not full: {fill}"
+    watched.assert_clean()
+
+
 def _shown_numbers(w: Watched) -> dict[str, Any]:
     """The numbers the visible copy of each agent-following section shows."""
     return w.page.evaluate(
