@@ -244,3 +244,32 @@ def test_a_failed_archive_keeps_its_whole_path_and_its_error() -> None:
     assert "attempts=3" in line
     assert "key=" not in line
     assert "stage=" not in line
+
+
+def test_the_report_line_shows_tallies_compactly_and_leaves_out_zeros() -> None:
+    import io
+
+    from job.core.console import ConsoleLines
+
+    line = ConsoleLines(io.StringIO(), colors=False)(
+        None,
+        "info",
+        {
+            "event": "report.site",
+            "level": "info",
+            "timestamp": "2026-12-04T10:38:03.123Z",
+            "index_html": "/data/index.html",
+            "failures_csv": "/data/failures.csv",
+            "runs": 80,
+            "warnings": 0,
+            "pages_written": 0,
+            "verdicts": {"succeeded": 10, "time_limit": 20, "unknown": 0},
+        },
+    )
+    assert "verdicts=time_limit:20,succeeded:10 " in line + " "  # biggest first, no zeros
+    assert "unknown" not in line
+    assert "warnings=" not in line
+    assert "pages_written=" not in line
+    assert "failures.csv" not in line  # beside index.html, which is shown
+    assert "index_html=/data/index.html" in line
+    assert "runs=80" in line

@@ -23,8 +23,21 @@ _SUBJECTS = ("folder", "journal", "key", "bucket_path")
 _SIZES = frozenset({"bytes", "bytes_extracted", "size"})
 _DURATIONS = frozenset({"seconds", "wait", "elapsed"})
 #: ``report`` mirrors the journal's path (see the README's output layout): shown once is enough.
-_HIDDEN = frozenset({"stage", "timestamp", "level", "event", "exception", "report"})
+#: ``failures_csv`` sits beside ``index_html``, which is shown.
+_HIDDEN = frozenset({"stage", "timestamp", "level", "event", "exception", "report", "failures_csv"})
 _OUTCOMES = {"succeeded": "ok", "failed": "FAILED", "skipped": "skipped"}
+#: Tallies that are only worth a look when they are not zero (the JSON keeps them all).
+_QUIET_WHEN_ZERO = frozenset(
+    {
+        "unreadable_journals",
+        "entries_backfilled",
+        "pages_written",
+        "warnings",
+        "evidence_pages",
+        "verdicts_stamped",
+        "verdicts_reused",
+    }
+)
 #: Counts shown as "22 files" rather than "members=22".
 _COUNTS = {"members": "files", "steps": "steps"}
 _LEVELS = {"warning": "warn", "critical": "crit"}
@@ -74,6 +87,9 @@ def _value(name: str, value: Any) -> str:
         return short_duration(value)
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):  # a tally by kind: the kinds that occurred, biggest first
+        seen = sorted(((k, v) for k, v in value.items() if v), key=lambda kv: -kv[1])
+        return ",".join(f"{k}:{v}" for k, v in seen) or "-"
     if isinstance(value, float):
         return f"{value:g}"
     text = str(value)
@@ -120,6 +136,8 @@ class ConsoleLines:
                 continue
             if key == "attempts" and value in (0, 1):
                 continue  # the usual case; more than one is worth a look
+            if key in _QUIET_WHEN_ZERO and value == 0:
+                continue
             if key == "seconds" and isinstance(value, int | float):
                 duration = short_duration(value) if value or not fields.get("error") else ""
                 continue
