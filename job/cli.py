@@ -445,14 +445,14 @@ def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
 
         root: Path = args.output_dir
         _check_root(root)
-        with _locked(args, [root], None):
+        with _locked(args, _report_folders(root), None):
             get_logger().info("merge.done", root=str(root), **merge_outputs(root))
             with _timed(metrics, "report"):
                 write_site(root)
         return EXIT_OK
     if args.command == "report":
         _check_root(args.output_dir)
-        with _locked(args, [args.output_dir], None), _timed(metrics, "report"):
+        with _locked(args, _report_folders(args.output_dir), None), _timed(metrics, "report"):
             write_site(args.output_dir)
         return EXIT_OK
     shard = _shard(args)
@@ -504,6 +504,16 @@ def _dispatch(args: argparse.Namespace, metrics: RunMetrics) -> int:
                     write_site(root)
         return max(downloaded.exit_status, parsed.exit_status)
     raise UsageError(f"unknown command {args.command!r}")
+
+
+def _report_folders(root: Path) -> list[Path]:
+    """What ``report`` and ``merge`` hold: the root, and ``aide_journals/`` when there is one.
+
+    They rewrite ``aide_journals/index.json`` (verdicts, merged shards); a
+    ``parse`` writing it at the same time would lose one side's entries.
+    """
+    journals = root / "aide_journals"
+    return [root, journals] if journals.is_dir() else [root]
 
 
 @contextlib.contextmanager

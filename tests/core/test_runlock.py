@@ -134,3 +134,17 @@ def test_dry_runs_take_no_lock(tmp_path: Path, one_archive: str, s3_env: dict[st
         )  # fmt: skip
         _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize("command", ["report", "merge"])
+def test_report_and_merge_wait_for_a_parse_of_the_same_tree(tmp_path: Path, command: str) -> None:
+    """Both rewrite aide_journals/index.json: a parse writing it meanwhile would lose entries."""
+    root = tmp_path / "root"
+    (root / "aide_journals").mkdir(parents=True)
+    with held_by_another_process(root / "aide_journals"):  # a `parse` at work
+        proc = _cli(command, "--output-dir", str(root), env={})
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_LOCKED, err
+    assert "aide_journals" in err
+    assert err.count("\n") == 1
+    assert not (root / "index.html").exists()
