@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 from collections.abc import Callable
@@ -26,6 +27,7 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 PRIVATE_DIR_MODE = 0o700
 
 
+@functools.cache
 def _umask() -> int:
     """The process's umask, without changing it (Linux shows it in /proc/self/status).
 

@@ -231,32 +231,7 @@ def run_download(
         if p.status is Status.UP_TO_DATE:
             summary.record(Outcome.SKIPPED)
     todo = [p.archive for p in planned if p.status is not Status.UP_TO_DATE]
-    processes = worker_processes(cfg, len(todo))
-    lanes = archives_in_flight(cfg, processes)
-    limits = Limits(max_bytes=cfg.max_bytes, max_members=cfg.max_members)
-    here = InProcess(
-        Receiver(client, where.bucket, limits, slots=cfg.extract_slots or usable_cpus() + 1)
-    )
-    transport: Transport = here
-    pool: WorkerPool | None = None
-    if processes:
-        pool = WorkerPool(
-            WorkerSpec(maker, where.bucket, limits),
-            spread(min(lanes, len(todo)), processes),
-            fallback=here,
-            log=log,
-        )
-        refused = pool.start()  # before any thread of ours: see job.download.workers
-        if refused is not None:
-            log.warning(
-                "download.workers_refused",
-                asked=processes,
-                started=len(pool.workers),
-                problem=refused,
-            )
-        if pool.workers:
-            transport = pool
-    log.info("download.workers", processes=len(pool.workers) if pool else 0, in_flight=lanes)
+    transport, pool, lanes = _transport(cfg, maker, client, where.bucket, len(todo), log)
     progress = Progress(total=len(todo), enabled=cfg.progress)
     registry = InFlight()
     fetcher = Fetcher(cfg, throttle, log, registry, transport)
@@ -272,6 +247,37 @@ def run_download(
         manifest.save(force=True)
     summary.emit(log)
     return summary
+
+
+def _transport(
+    cfg: DownloadConfig, maker: ClientMaker, client: Any, bucket: str, todo: int, log: Any
+) -> tuple[Transport, WorkerPool | None, int]:
+    """Where attempts will run, the worker pool if one was forked, and archives in flight.
+
+    Worker processes when there is work for them (:func:`worker_processes`),
+    forked here, before the stage starts any thread; this process otherwise,
+    and as the fallback when none is left.
+    """
+    processes = worker_processes(cfg, todo)
+    lanes = archives_in_flight(cfg, processes)
+    limits = Limits(max_bytes=cfg.max_bytes, max_members=cfg.max_members)
+    here = InProcess(Receiver(client, bucket, limits, slots=cfg.extract_slots or usable_cpus() + 1))
+    pool: WorkerPool | None = None
+    if processes:
+        pool = WorkerPool(
+            WorkerSpec(maker, bucket, limits), spread(min(lanes, todo), processes), here, log
+        )
+        refused = pool.start()  # before any thread of ours: see job.download.workers
+        if refused is not None:
+            log.warning(
+                "download.workers_refused",
+                asked=processes,
+                started=len(pool.workers),
+                problem=refused,
+            )
+    started = len(pool.workers) if pool is not None else 0
+    log.info("download.workers", processes=started, in_flight=lanes)
+    return (pool if pool is not None and started else here), pool, lanes
 
 
 class _ListingThrottle:
