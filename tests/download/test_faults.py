@@ -152,6 +152,8 @@ def test_adaptive_throttle_gets_far_fewer_rejections_than_fixed_concurrency(
                     concurrent=16,
                     retry=retry,
                     adaptive=adaptive,
+                    # Requests from several worker processes: the throttle must span them.
+                    processes=4,
                 )
             )
         results[adaptive] = (summary.failed, limit.rejected, limit.accepted)
