@@ -1,8 +1,8 @@
 """The download's worker processes: what a dead worker, a stop, or a dead parent leaves.
 
 Each test runs the job as users do (``python -m job download``) against the
-loopback S3 server through the fault proxy, which holds chosen responses half
-sent (``pause``). While they are held, the test knows exactly which worker
+loopback S3 server through the fault proxy, which holds chosen responses partly
+sent (``pause``, after 90% of the body). While they are held, the test knows exactly which worker
 process is mid-archive (the one whose socket is the held connection's client
 end) and acts on that process.
 """
@@ -46,7 +46,7 @@ def busy_bucket(s3, bucket):  # type: ignore[no-untyped-def]
 
 
 def pausing(pattern: str) -> FaultPolicy:
-    """Hold the first GET of every archive whose key matches ``pattern`` half sent."""
+    """Hold the first GET of every archive whose key matches ``pattern`` partly sent."""
     return FaultPolicy(seed=1, rate=1.0, kinds=(PAUSE,), key_filter=pattern)
 
 
