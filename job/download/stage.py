@@ -150,7 +150,7 @@ def run_download(
     if not cfg.dry_run:
         _check_output_dir(cfg.output_dir)
     maker = ClientMaker(cfg.s3)
-    most = archives_in_flight(cfg, usable_cpus() + 1 if cfg.processes is None else cfg.processes)
+    most = archives_in_flight(cfg, _wanted_processes(cfg))
     client = maker.client(pool_size=most)
     throttle = AdaptiveThrottle(most, adaptive=cfg.adaptive)
 
@@ -308,13 +308,16 @@ def worker_processes(cfg: DownloadConfig, todo: int) -> int:
     """
     if todo < 2:
         return 0
-    if cfg.processes is not None:
-        wanted = cfg.processes
-    else:
-        cpus = usable_cpus()
-        wanted = cpus + 1 if cpus > 1 else 0
     # Never more workers than archives, nor than archives in flight (each needs a lane).
-    return min(wanted, todo, cfg.concurrent or todo)
+    return min(_wanted_processes(cfg), todo, cfg.concurrent or todo)
+
+
+def _wanted_processes(cfg: DownloadConfig) -> int:
+    """``--download-processes``, or usable CPUs + 1 (none on one CPU), before any cap."""
+    if cfg.processes is not None:
+        return cfg.processes
+    cpus = usable_cpus()
+    return cpus + 1 if cpus > 1 else 0
 
 
 def archives_in_flight(cfg: DownloadConfig, processes: int) -> int:
